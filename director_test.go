@@ -1,0 +1,909 @@
+package director
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/container-director/director/internal/wstest"
+)
+
+const identity = "X-Forwarded-Preferred-Username"
+
+// echoed is what a test container answers: who it is and what it received.
+type echoed struct {
+	Container string      `json:"container"`
+	Host      string      `json:"host"`
+	Method    string      `json:"method"`
+	Body      string      `json:"body"`
+	Header    http.Header `json:"header"`
+}
+
+// containerHandler is a user's container: it answers with its identity and
+// the request it received, echoes WebSocket frames on /ws and streams
+// events on /events.
+func containerHandler(id string, sseRelease chan struct{}) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/ws", wstest.EchoHandler(id+":"))
+	mux.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "data: first from %s\n\n", id)
+		w.(http.Flusher).Flush()
+		select {
+		case <-sseRelease:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprintf(w, "data: second from %s\n\n", id)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(echoed{Container: id, Host: r.Host, Method: r.Method, Body: string(body), Header: r.Header})
+	})
+	return mux
+}
+
+// spawner records the requests handed on to it.
+type spawner struct {
+	mu       sync.Mutex
+	requests []*http.Request
+}
+
+func (s *spawner) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	s.mu.Lock()
+	s.requests = append(s.requests, req.Clone(context.Background()))
+	s.mu.Unlock()
+	rw.WriteHeader(http.StatusAccepted)
+	io.WriteString(rw, "spawner: "+req.Header.Get(ContainerNameHeader))
+}
+
+func (s *spawner) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.requests)
+}
+
+func (s *spawner) last() *http.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.requests) == 0 {
+		return nil
+	}
+	return s.requests[len(s.requests)-1]
+}
+
+// fixture is a director in front of local containers reached by their
+// container names, and a recording spawner behind it.
+type fixture struct {
+	t          *testing.T
+	director   *director
+	spawner    *spawner
+	front      *httptest.Server
+	mu         sync.Mutex
+	containers map[string]*httptest.Server // "vscode-alice:8080" → server
+	dials      int64
+}
+
+func newFixture(t *testing.T, cfg *Config) *fixture {
+	t.Helper()
+	if cfg == nil {
+		cfg = CreateConfig()
+		cfg.ContainerHostPrefix = "vscode"
+	}
+	f := &fixture{t: t, spawner: &spawner{}, containers: make(map[string]*httptest.Server)}
+	h, err := New(context.Background(), f.spawner, cfg, "test")
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	f.director = h.(*director)
+	f.director.dialer.resolve = func(address string) string { return f.resolve(address) }
+	probeDial := f.director.probes.dial
+	f.director.probes.dial = func(address string) (net.Conn, error) {
+		atomic.AddInt64(&f.dials, 1)
+		return probeDial(address)
+	}
+	f.front = httptest.NewServer(f.director)
+	t.Cleanup(func() {
+		f.front.Close()
+		f.mu.Lock()
+		for _, s := range f.containers {
+			s.Close()
+		}
+		f.mu.Unlock()
+	})
+	return f
+}
+
+// resolve maps a container's host:port to its local listener, or to a port
+// where nothing listens.
+func (f *fixture) resolve(address string) string {
+	f.mu.Lock()
+	s := f.containers[address]
+	f.mu.Unlock()
+	if s == nil {
+		return closedAddr
+	}
+	return s.Listener.Addr().String()
+}
+
+// closedAddr is a loopback address where nothing listens.
+var closedAddr = func() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}()
+
+// startContainer starts the container for host (e.g. "vscode-alice:8080").
+func (f *fixture) startContainer(host, id string, sseRelease chan struct{}) *httptest.Server {
+	s := httptest.NewServer(containerHandler(id, sseRelease))
+	f.mu.Lock()
+	f.containers[host] = s
+	f.mu.Unlock()
+	return s
+}
+
+// stopContainer stops host's container, as if it had died.
+func (f *fixture) stopContainer(host string) {
+	f.mu.Lock()
+	s := f.containers[host]
+	delete(f.containers, host)
+	f.mu.Unlock()
+	if s != nil {
+		s.Close()
+	}
+}
+
+func (f *fixture) probeDials() int64 {
+	return atomic.LoadInt64(&f.dials)
+}
+
+// do sends a request through the director as the given user ("" for none).
+func (f *fixture) do(method, path, user string, body io.Reader, header http.Header) *http.Response {
+	f.t.Helper()
+	req, err := http.NewRequest(method, f.front.URL+path, body)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if user != "" {
+		req.Header.Set(identity, user)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		f.t.Fatalf("%s %s as %q: %v", method, path, user, err)
+	}
+	return resp
+}
+
+// readEcho reads a container's answer, failing if it came from elsewhere.
+func readEcho(t *testing.T, resp *http.Response) echoed {
+	t.Helper()
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var e echoed
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, body %q; want 200 from a container", resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("decoding container answer %q: %v", body, err)
+	}
+	return e
+}
+
+func readBody(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading body: %v", err)
+	}
+	return string(b)
+}
+
+func TestNew(t *testing.T) {
+	testCases := []struct {
+		desc          string
+		update        func(c *Config)
+		expectedError string // "" for success
+	}{
+		{desc: "defaults with a prefix", update: func(c *Config) {}},
+		{desc: "all keys set", update: func(c *Config) {
+			c.ContainerPort = 3000
+			c.ContainerDomain = "Workspaces.svc.cluster.local."
+			c.UsernameHeader = "x-auth-request-preferred-username"
+			c.UsernamePolicy = "Escape"
+			c.DialTimeout = "250ms"
+			c.ProbeCacheTTL = "0s"
+		}},
+		{desc: "missing prefix", update: func(c *Config) { c.ContainerHostPrefix = "" }, expectedError: "containerHostPrefix: required"},
+		{desc: "prefix with uppercase", update: func(c *Config) { c.ContainerHostPrefix = "VSCode" }, expectedError: `containerHostPrefix: "VSCode" must start with a lowercase letter`},
+		{desc: "prefix with a dot", update: func(c *Config) { c.ContainerHostPrefix = "vs.code" }, expectedError: `containerHostPrefix: "vs.code" may hold only`},
+		{desc: "prefix starting with a digit", update: func(c *Config) { c.ContainerHostPrefix = "1vscode" }, expectedError: `containerHostPrefix: "1vscode"`},
+		{desc: "prefix ending with a hyphen", update: func(c *Config) { c.ContainerHostPrefix = "vscode-" }, expectedError: `containerHostPrefix: "vscode-" must not end with '-'`},
+		{desc: "prefix too long", update: func(c *Config) { c.ContainerHostPrefix = strings.Repeat("a", 62) }, expectedError: "containerHostPrefix: \"" + strings.Repeat("a", 62) + "\" is longer than 61"},
+		{desc: "port zero", update: func(c *Config) { c.ContainerPort = 0 }, expectedError: "containerPort: must be 1-65535, got 0"},
+		{desc: "port too large", update: func(c *Config) { c.ContainerPort = 65536 }, expectedError: "containerPort: must be 1-65535, got 65536"},
+		{desc: "negative port", update: func(c *Config) { c.ContainerPort = -1 }, expectedError: "containerPort: must be 1-65535, got -1"},
+		{desc: "domain with an empty label", update: func(c *Config) { c.ContainerDomain = "svc..local" }, expectedError: `containerDomain: "svc..local" has an empty label`},
+		{desc: "domain with a slash", update: func(c *Config) { c.ContainerDomain = "evil.com/x" }, expectedError: `containerDomain: "evil.com/x" may hold only`},
+		{desc: "domain with a port", update: func(c *Config) { c.ContainerDomain = "svc.local:80" }, expectedError: `containerDomain: "svc.local:80" may hold only`},
+		{desc: "domain label starting with a hyphen", update: func(c *Config) { c.ContainerDomain = "-svc.local" }, expectedError: `containerDomain: "-svc.local" has a label that starts or ends with '-'`},
+		{desc: "domain too long", update: func(c *Config) { c.ContainerDomain = strings.Repeat("a.", 95) + "a" }, expectedError: "containerDomain: \"" + strings.Repeat("a.", 95) + "a\" is longer than 189"},
+		{desc: "empty header", update: func(c *Config) { c.UsernameHeader = "" }, expectedError: "usernameHeader: must not be empty"},
+		{desc: "header with a space", update: func(c *Config) { c.UsernameHeader = "X User" }, expectedError: `usernameHeader: "X User" is not a valid header name`},
+		{desc: "header is the container header", update: func(c *Config) { c.UsernameHeader = "x-container-name" }, expectedError: `usernameHeader: "x-container-name" is the header the director sets`},
+		{desc: "unknown policy", update: func(c *Config) { c.UsernamePolicy = "lenient" }, expectedError: `usernamePolicy: must be "strict" or "escape", got "lenient"`},
+		{desc: "empty policy", update: func(c *Config) { c.UsernamePolicy = "" }, expectedError: `usernamePolicy: must be "strict" or "escape", got ""`},
+		{desc: "unparsable dial timeout", update: func(c *Config) { c.DialTimeout = "1 second" }, expectedError: `dialTimeout: "1 second" is not a duration`},
+		{desc: "dial timeout without unit", update: func(c *Config) { c.DialTimeout = "5" }, expectedError: `dialTimeout: "5" is not a duration`},
+		{desc: "negative dial timeout", update: func(c *Config) { c.DialTimeout = "-1s" }, expectedError: `dialTimeout: must not be negative, got "-1s"`},
+		{desc: "zero dial timeout", update: func(c *Config) { c.DialTimeout = "0s" }, expectedError: `dialTimeout: must be positive, got "0s"`},
+		{desc: "unparsable cache TTL", update: func(c *Config) { c.ProbeCacheTTL = "ten seconds" }, expectedError: `probeCacheTTL: "ten seconds" is not a duration`},
+		{desc: "negative cache TTL", update: func(c *Config) { c.ProbeCacheTTL = "-10s" }, expectedError: `probeCacheTTL: must not be negative, got "-10s"`},
+	}
+	for _, test := range testCases {
+		test := test
+		t.Run(test.desc, func(t *testing.T) {
+			cfg := CreateConfig()
+			cfg.ContainerHostPrefix = "vscode"
+			test.update(cfg)
+			h, err := New(context.Background(), &spawner{}, cfg, "test")
+			if test.expectedError == "" {
+				if err != nil {
+					t.Fatalf("New: unexpected error %v", err)
+				}
+				if h == nil {
+					t.Fatal("New returned a nil handler and no error")
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("New: no error, want one containing %q", test.expectedError)
+			}
+			if !strings.Contains(err.Error(), test.expectedError) {
+				t.Fatalf("New: error %q, want one containing %q", err, test.expectedError)
+			}
+			if h != nil {
+				t.Fatal("New returned a handler along with an error")
+			}
+		})
+	}
+}
+
+func TestNewNilConfigAndNext(t *testing.T) {
+	if _, err := New(context.Background(), &spawner{}, nil, "test"); err == nil {
+		t.Error("New with a nil config: no error")
+	}
+	cfg := CreateConfig()
+	cfg.ContainerHostPrefix = "vscode"
+	if _, err := New(context.Background(), nil, cfg, "test"); err == nil {
+		t.Error("New with a nil next handler: no error")
+	}
+}
+
+func TestCompiledSettings(t *testing.T) {
+	cfg := CreateConfig()
+	cfg.ContainerHostPrefix = "vscode"
+	cfg.ContainerDomain = "Workspaces.Svc.Cluster.Local"
+	cfg.ContainerPort = 3000
+	cfg.UsernameHeader = "x-auth-request-preferred-username"
+	s, err := cfg.compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.hostSuffix != ".workspaces.svc.cluster.local:3000" {
+		t.Errorf("hostSuffix = %q", s.hostSuffix)
+	}
+	if s.usernameHeader != "X-Auth-Request-Preferred-Username" {
+		t.Errorf("usernameHeader = %q", s.usernameHeader)
+	}
+	if s.dialTimeout != time.Second || s.probeCacheTTL != 10*time.Second {
+		t.Errorf("durations = %v, %v; want the defaults 1s, 10s", s.dialTimeout, s.probeCacheTTL)
+	}
+}
+
+func TestNewStartsNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	cfg := CreateConfig()
+	cfg.ContainerHostPrefix = "vscode"
+	for i := 0; i < 50; i++ {
+		if _, err := New(context.Background(), &spawner{}, cfg, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Fatalf("goroutines: %d before 50 calls of New, %d after", before, after)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	testCases := []struct {
+		desc           string
+		header         http.Header
+		escape         bool
+		expectedStatus int
+		expectedBody   string
+	}{
+		{desc: "no identity header", header: http.Header{}, expectedStatus: http.StatusUnauthorized, expectedBody: "no signed-in user"},
+		{desc: "two identity headers", header: http.Header{identity: {"alice", "bob"}}, expectedStatus: http.StatusBadRequest, expectedBody: "more than one user"},
+		{desc: "empty name", header: http.Header{identity: {""}}, expectedStatus: http.StatusBadRequest, expectedBody: "the user name is empty"},
+		{desc: "uppercase under strict", header: http.Header{identity: {"Alice"}}, expectedStatus: http.StatusBadRequest, expectedBody: `user name "Alice" cannot name a container`},
+		{desc: "email under strict", header: http.Header{identity: {"jane.doe@example.com"}}, expectedStatus: http.StatusBadRequest, expectedBody: `(usernamePolicy "strict")`},
+		{desc: "host injection under strict", header: http.Header{identity: {"x.evil.com:80/"}}, expectedStatus: http.StatusBadRequest, expectedBody: "cannot name a container"},
+		{desc: "leading hyphen under strict", header: http.Header{identity: {"-alice"}}, expectedStatus: http.StatusBadRequest, expectedBody: "cannot name a container"},
+		{desc: "too long under strict", header: http.Header{identity: {strings.Repeat("a", 57)}}, expectedStatus: http.StatusBadRequest, expectedBody: "too long"},
+		{desc: "too long once escaped", header: http.Header{identity: {strings.Repeat("A", 19)}}, escape: true, expectedStatus: http.StatusBadRequest, expectedBody: "too long"},
+		{desc: "empty name under escape", header: http.Header{identity: {""}}, escape: true, expectedStatus: http.StatusBadRequest, expectedBody: "the user name is empty"},
+	}
+	for _, test := range testCases {
+		test := test
+		t.Run(test.desc, func(t *testing.T) {
+			cfg := CreateConfig()
+			cfg.ContainerHostPrefix = "vscode"
+			if test.escape {
+				cfg.UsernamePolicy = PolicyEscape
+			}
+			f := newFixture(t, cfg)
+			// A container that answers for every host, so that only a
+			// rejection keeps the request from it.
+			var reached int64
+			catchAll := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				atomic.AddInt64(&reached, 1)
+			}))
+			defer catchAll.Close()
+			f.director.dialer.resolve = func(address string) string { return catchAll.Listener.Addr().String() }
+
+			resp := f.do(http.MethodGet, "/", "", nil, test.header)
+			body := readBody(t, resp)
+			if resp.StatusCode != test.expectedStatus {
+				t.Errorf("status %d, want %d (body %q)", resp.StatusCode, test.expectedStatus, body)
+			}
+			if !strings.Contains(body, test.expectedBody) {
+				t.Errorf("body %q, want it to contain %q", body, test.expectedBody)
+			}
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+				t.Errorf("Content-Type %q, want text/plain", ct)
+			}
+			if n := atomic.LoadInt64(&reached); n != 0 {
+				t.Errorf("%d requests reached a container", n)
+			}
+			if n := f.spawner.count(); n != 0 {
+				t.Errorf("%d requests reached the spawner", n)
+			}
+			if n := f.probeDials(); n != 0 {
+				t.Errorf("%d probe dials for a rejected request", n)
+			}
+		})
+	}
+}
+
+func TestRoutesEachUserToTheirContainer(t *testing.T) {
+	f := newFixture(t, nil)
+	f.startContainer("vscode-alice:8080", "alice", nil)
+	f.startContainer("vscode-bob:8080", "bob", nil)
+	for i := 0; i < 3; i++ {
+		for _, user := range []string{"alice", "bob", "alice"} {
+			e := readEcho(t, f.do(http.MethodGet, "/some/path?q=1", user, nil, nil))
+			if e.Container != user {
+				t.Fatalf("request of %q reached the container of %q", user, e.Container)
+			}
+			if got := e.Header.Get(identity); got != user {
+				t.Errorf("container got %s %q, want %q", identity, got, user)
+			}
+		}
+	}
+	if n := f.spawner.count(); n != 0 {
+		t.Errorf("%d requests reached the spawner", n)
+	}
+	if n := f.probeDials(); n != 2 {
+		t.Errorf("%d probe dials for two users within the cache TTL, want 2", n)
+	}
+}
+
+func TestEscapePolicyRoutes(t *testing.T) {
+	cfg := CreateConfig()
+	cfg.ContainerHostPrefix = "vscode"
+	cfg.UsernamePolicy = PolicyEscape
+	f := newFixture(t, cfg)
+	f.startContainer("vscode-jane-2edoe-40example-2ecom:8080", "jane", nil)
+	e := readEcho(t, f.do(http.MethodGet, "/", "jane.doe@example.com", nil, nil))
+	if e.Container != "jane" {
+		t.Fatalf("reached %q", e.Container)
+	}
+	resp := f.do(http.MethodGet, "/", "Jane.Doe@example.com", nil, nil)
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("Jane.Doe: status %d %q, want the spawner's 202", resp.StatusCode, body)
+	}
+	if got := f.spawner.last().Header.Get(ContainerNameHeader); got != "vscode--4aane-2e-44oe-40example-2ecom" {
+		t.Errorf("spawner got %s %q", ContainerNameHeader, got)
+	}
+}
+
+func TestHandsOffToSpawner(t *testing.T) {
+	f := newFixture(t, nil)
+	resp := f.do(http.MethodGet, "/?folder=/home", "alice", nil, http.Header{
+		ContainerNameHeader:              {"vscode-bob"},
+		"X_container_name":               {"vscode-bob"},
+		"X_forwarded_preferred_username": {"bob"},
+	})
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusAccepted || body != "spawner: vscode-alice" {
+		t.Fatalf("status %d body %q, want the spawner's 202 for vscode-alice", resp.StatusCode, body)
+	}
+	req := f.spawner.last()
+	if got := req.Header.Values(ContainerNameHeader); len(got) != 1 || got[0] != "vscode-alice" {
+		t.Errorf("spawner got %s %q, want exactly [vscode-alice]", ContainerNameHeader, got)
+	}
+	if got := req.Header.Get(identity); got != "alice" {
+		t.Errorf("spawner got %s %q, want alice", identity, got)
+	}
+	for k := range req.Header {
+		if strings.Contains(k, "_") {
+			t.Errorf("spawner got look-alike header %q", k)
+		}
+	}
+	if req.URL.RequestURI() != "/?folder=/home" {
+		t.Errorf("spawner got %q, want the original path and query", req.URL.RequestURI())
+	}
+}
+
+func TestSpoofedContainerNameNeverReachesContainer(t *testing.T) {
+	f := newFixture(t, nil)
+	f.startContainer("vscode-alice:8080", "alice", nil)
+	e := readEcho(t, f.do(http.MethodGet, "/", "alice", nil, http.Header{ContainerNameHeader: {"vscode-bob"}}))
+	if e.Container != "alice" {
+		t.Fatalf("reached %q", e.Container)
+	}
+	if got, ok := e.Header[ContainerNameHeader]; ok {
+		t.Errorf("container got the client's %s %q", ContainerNameHeader, got)
+	}
+}
+
+func TestForwardedHeadersPreserved(t *testing.T) {
+	f := newFixture(t, nil)
+	f.startContainer("vscode-alice:8080", "alice", nil)
+	req, err := http.NewRequest(http.MethodGet, f.front.URL+"/x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "code.example.com"
+	req.Header.Set(identity, "alice")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("X-Forwarded-Host", "code.example.com")
+	req.Header.Set("X-Forwarded-Port", "443")
+	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := readEcho(t, resp)
+	expected := map[string]string{
+		"Host":              "code.example.com",
+		"X-Forwarded-Proto": "https",
+		"X-Forwarded-Host":  "code.example.com",
+		"X-Forwarded-Port":  "443",
+		"X-Forwarded-For":   "203.0.113.7, 127.0.0.1",
+	}
+	got := map[string]string{"Host": e.Host}
+	for k := range expected {
+		if k != "Host" {
+			got[k] = strings.Join(e.Header.Values(k), "|")
+		}
+	}
+	for k, v := range expected {
+		if got[k] != v {
+			t.Errorf("container got %s %q, want %q", k, got[k], v)
+		}
+	}
+	if ae := e.Header.Get("Accept-Encoding"); ae != "gzip" {
+		t.Errorf("container got Accept-Encoding %q, want the client's own gzip", ae)
+	}
+}
+
+func TestWebSocketThroughDirector(t *testing.T) {
+	f := newFixture(t, nil)
+	f.startContainer("vscode-alice:8080", "alice", nil)
+	conn, _, err := wstest.Dial(f.front.Listener.Addr().String(), f.front.URL+"/ws", http.Header{identity: {"alice"}}, 5*time.Second)
+	if err != nil {
+		t.Fatalf("opening WebSocket: %v", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	for i := 0; i < 3; i++ {
+		msg := fmt.Sprintf("hello %d", i)
+		if err := conn.Write(wstest.OpText, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		op, got, err := conn.Read()
+		if err != nil {
+			t.Fatalf("reading echo: %v", err)
+		}
+		if op != wstest.OpText || string(got) != "alice:"+msg {
+			t.Fatalf("echo op %d %q, want text %q", op, got, "alice:"+msg)
+		}
+	}
+}
+
+func TestServerSentEventsUnbuffered(t *testing.T) {
+	f := newFixture(t, nil)
+	release := make(chan struct{})
+	f.startContainer("vscode-alice:8080", "alice", release)
+	resp := f.do(http.MethodGet, "/events", "alice", nil, nil)
+	defer resp.Body.Close()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if sc.Text() != "" {
+				lines <- sc.Text()
+			}
+		}
+		close(lines)
+	}()
+	select {
+	case line := <-lines:
+		if line != "data: first from alice" {
+			t.Fatalf("first event %q", line)
+		}
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("the first event did not arrive before the second was written: the response is buffered")
+	}
+	close(release)
+	if line := <-lines; line != "data: second from alice" {
+		t.Fatalf("second event %q", line)
+	}
+}
+
+func TestConcurrentRequestsShareOneProbe(t *testing.T) {
+	f := newFixture(t, nil)
+	const n = 20
+	release := make(chan struct{})
+	f.director.probes.dial = func(address string) (net.Conn, error) {
+		atomic.AddInt64(&f.dials, 1)
+		<-release
+		return nil, errors.New("connection refused")
+	}
+	var wg sync.WaitGroup
+	statuses := make(chan int, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			req.Header.Set(identity, "alice")
+			f.director.ServeHTTP(rec, req)
+			statuses <- rec.Code
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for f.director.probes.waiters("alice") < n-1 {
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatalf("only %d requests waiting for the probe", f.director.probes.waiters("alice"))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	close(statuses)
+	for code := range statuses {
+		if code != http.StatusAccepted {
+			t.Errorf("status %d, want the spawner's 202", code)
+		}
+	}
+	if d := f.probeDials(); d != 1 {
+		t.Errorf("%d dials for %d concurrent requests, want 1", d, n)
+	}
+	if c := f.spawner.count(); c != n {
+		t.Errorf("%d requests reached the spawner, want %d", c, n)
+	}
+}
+
+func TestProbeCacheExpires(t *testing.T) {
+	cfg := CreateConfig()
+	cfg.ContainerHostPrefix = "vscode"
+	cfg.ProbeCacheTTL = "200ms"
+	f := newFixture(t, cfg)
+	f.startContainer("vscode-alice:8080", "alice", nil)
+	readEcho(t, f.do(http.MethodGet, "/", "alice", nil, nil))
+	readEcho(t, f.do(http.MethodGet, "/", "alice", nil, nil))
+	if d := f.probeDials(); d != 1 {
+		t.Fatalf("%d probe dials for two requests within the TTL, want 1", d)
+	}
+	time.Sleep(300 * time.Millisecond)
+	readEcho(t, f.do(http.MethodGet, "/", "alice", nil, nil))
+	if d := f.probeDials(); d != 2 {
+		t.Fatalf("%d probe dials after the TTL, want 2", d)
+	}
+}
+
+func TestZeroTTLProbesEveryRequest(t *testing.T) {
+	cfg := CreateConfig()
+	cfg.ContainerHostPrefix = "vscode"
+	cfg.ProbeCacheTTL = "0s"
+	f := newFixture(t, cfg)
+	f.startContainer("vscode-alice:8080", "alice", nil)
+	for i := 0; i < 3; i++ {
+		readEcho(t, f.do(http.MethodGet, "/", "alice", nil, nil))
+	}
+	if d := f.probeDials(); d != 3 {
+		t.Fatalf("%d probe dials for three requests with probeCacheTTL 0s, want 3", d)
+	}
+	if n := f.director.probes.size(); n != 0 {
+		t.Errorf("%d cache entries with probeCacheTTL 0s", n)
+	}
+}
+
+func TestContainerComesUp(t *testing.T) {
+	f := newFixture(t, nil)
+	resp := f.do(http.MethodGet, "/", "alice", nil, nil)
+	if body := readBody(t, resp); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("down container: status %d %q, want the spawner", resp.StatusCode, body)
+	}
+	f.startContainer("vscode-alice:8080", "alice", nil)
+	// Failed probes are not cached: the next request finds the container.
+	if e := readEcho(t, f.do(http.MethodGet, "/", "alice", nil, nil)); e.Container != "alice" {
+		t.Fatalf("reached %q", e.Container)
+	}
+}
+
+func TestContainerDiesAfterCachedProbe(t *testing.T) {
+	testCases := []struct {
+		desc           string
+		method         string
+		body           string
+		expectedStatus int
+		expectedBody   string
+	}{
+		{desc: "GET goes on to the spawner", method: http.MethodGet, expectedStatus: http.StatusAccepted, expectedBody: "spawner: vscode-alice"},
+		{desc: "HEAD goes on to the spawner", method: http.MethodHead, expectedStatus: http.StatusAccepted},
+		{desc: "POST with a body gets 502", method: http.MethodPost, body: "unsaved work", expectedStatus: http.StatusBadGateway, expectedBody: "your container stopped answering"},
+	}
+	for _, test := range testCases {
+		test := test
+		t.Run(test.desc, func(t *testing.T) {
+			f := newFixture(t, nil)
+			f.startContainer("vscode-alice:8080", "alice", nil)
+			readEcho(t, f.do(http.MethodGet, "/", "alice", nil, nil))
+			f.stopContainer("vscode-alice:8080")
+
+			var body io.Reader
+			if test.body != "" {
+				body = strings.NewReader(test.body)
+			}
+			resp := f.do(test.method, "/file", "alice", body, nil)
+			got := readBody(t, resp)
+			if resp.StatusCode != test.expectedStatus || !strings.Contains(got, test.expectedBody) {
+				t.Fatalf("status %d body %q, want %d with %q", resp.StatusCode, got, test.expectedStatus, test.expectedBody)
+			}
+			if strings.Contains(got, "127.0.0.1") || strings.Contains(got, "refused") {
+				t.Errorf("body %q shows internal error text", got)
+			}
+			if f.director.probes.size() != 0 {
+				t.Error("the dead container is still cached as alive")
+			}
+			// The next request probes again and goes to the spawner.
+			resp = f.do(http.MethodGet, "/", "alice", nil, nil)
+			if got := readBody(t, resp); resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("next request: status %d %q, want the spawner", resp.StatusCode, got)
+			}
+		})
+	}
+}
+
+func TestProbeCacheIsBounded(t *testing.T) {
+	f := newFixture(t, nil)
+	f.director.probes.maxEntries = 16
+	// Every host answers.
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	f.director.dialer.resolve = func(address string) string { return up.Listener.Addr().String() }
+	for i := 0; i < 100; i++ {
+		resp := f.do(http.MethodGet, "/", fmt.Sprintf("user%d", i), nil, nil)
+		readBody(t, resp)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if n := f.director.probes.size(); n > 16 {
+			t.Fatalf("%d cache entries after %d users, cap 16", n, i+1)
+		}
+	}
+}
+
+func TestContainerLabel(t *testing.T) {
+	testCases := []struct {
+		desc     string
+		name     string
+		escape   bool
+		expected string
+		wantErr  bool
+	}{
+		{desc: "strict plain", name: "jack", expected: "jack"},
+		{desc: "strict digits and hyphen", name: "jack-2", expected: "jack-2"},
+		{desc: "strict uppercase", name: "Jack", wantErr: true},
+		{desc: "strict dot", name: "jack.doe", wantErr: true},
+		{desc: "strict trailing hyphen", name: "jack-", wantErr: true},
+		{desc: "strict space", name: "jack doe", wantErr: true},
+		{desc: "strict unicode", name: "jäck", wantErr: true},
+		{desc: "strict longest", name: strings.Repeat("a", 56), expected: strings.Repeat("a", 56)},
+		{desc: "strict one too long", name: strings.Repeat("a", 57), wantErr: true},
+		{desc: "escape plain", name: "jack", escape: true, expected: "jack"},
+		{desc: "escape uppercase", name: "Jack", escape: true, expected: "-4aack"},
+		{desc: "escape dot", name: "jack.doe", escape: true, expected: "jack-2edoe"},
+		{desc: "escape hyphen", name: "jack-doe", escape: true, expected: "jack-2ddoe"},
+		{desc: "escape at", name: "jack@doe", escape: true, expected: "jack-40doe"},
+		{desc: "escape slash and colon", name: "a/b:c", escape: true, expected: "a-2fb-3ac"},
+		{desc: "escape control", name: "a\nb", escape: true, expected: "a-0ab"},
+		{desc: "escape unicode", name: "jäck", escape: true, expected: "j-c3-a4ck"},
+		{desc: "escape too long", name: strings.Repeat(".", 19), escape: true, wantErr: true},
+	}
+	for _, test := range testCases {
+		test := test
+		t.Run(test.desc, func(t *testing.T) {
+			got, err := containerLabel(test.name, test.escape, maxLabelLength-len("vscode-"))
+			if test.wantErr {
+				if err == nil {
+					t.Fatalf("containerLabel(%q) = %q, want an error", test.name, got)
+				}
+				return
+			}
+			if err != nil || got != test.expected {
+				t.Fatalf("containerLabel(%q) = %q, %v; want %q", test.name, got, err, test.expected)
+			}
+		})
+	}
+}
+
+func TestEscapeDistinguishesLookalikes(t *testing.T) {
+	names := []string{"Jack", "jack", "jack.doe", "jack-doe", "jack@doe", "jack_doe", "jackdoe", "jack-2ddoe", "JACK", "jack "}
+	seen := make(map[string]string)
+	for _, n := range names {
+		m := escapeName(n)
+		if other, ok := seen[m]; ok {
+			t.Errorf("%q and %q both map to %q", n, other, m)
+		}
+		seen[m] = n
+	}
+}
+
+// checkMapped fails unless mapped is label text under the prefix that
+// decodes back to name.
+func checkMapped(t *testing.T, name, label string) {
+	t.Helper()
+	if !strings.HasPrefix(label, "vscode-") || len(label) > maxLabelLength || len(label) <= len("vscode-") {
+		t.Fatalf("name %q gives label %q: not \"vscode-\" and 1-%d more characters", name, label, maxLabelLength-len("vscode-"))
+	}
+	if label[len(label)-1] == '-' {
+		t.Fatalf("name %q gives label %q ending with '-'", name, label)
+	}
+	for i := 0; i < len(label); i++ {
+		if !isLabelByte(label[i]) {
+			t.Fatalf("name %q gives label %q with byte %q", name, label, label[i])
+		}
+	}
+}
+
+func FuzzContainerLabel(f *testing.F) {
+	for _, s := range []string{"jack", "Jack", "jack.doe", "jack-doe", "jack@doe", "", "-", "a\x00b", "ü", "x.evil.com:80/"} {
+		f.Add(s)
+	}
+	room := maxLabelLength - len("vscode-")
+	f.Fuzz(func(t *testing.T, name string) {
+		for _, escape := range []bool{false, true} {
+			mapped, err := containerLabel(name, escape, room)
+			if err != nil {
+				continue
+			}
+			checkMapped(t, name, "vscode-"+mapped)
+			if !escape && mapped != name {
+				t.Fatalf("strict: %q mapped to %q", name, mapped)
+			}
+			if escape {
+				// Injective: the mapping has an inverse.
+				back, ok := unescapeName(mapped)
+				if !ok || back != name {
+					t.Fatalf("escape: %q → %q → %q, %v", name, mapped, back, ok)
+				}
+				if isStrictName(name) && !strings.Contains(name, "-") && mapped != name {
+					t.Fatalf("escape changed plain name %q to %q", name, mapped)
+				}
+			}
+		}
+	})
+}
+
+// unescapeName is the inverse of escapeName; ok is false for text that
+// escapeName cannot produce. Its existence proves the mapping injective.
+func unescapeName(mapped string) (string, bool) {
+	buf := make([]byte, 0, len(mapped))
+	for i := 0; i < len(mapped); i++ {
+		c := mapped[i]
+		if isPlainByte(c) {
+			buf = append(buf, c)
+			continue
+		}
+		if c != '-' || i+2 >= len(mapped) {
+			return "", false
+		}
+		hi, lo := hexValue(mapped[i+1]), hexValue(mapped[i+2])
+		if hi < 0 || lo < 0 {
+			return "", false
+		}
+		b := byte(hi<<4 | lo)
+		if isPlainByte(b) {
+			return "", false
+		}
+		buf = append(buf, b)
+		i += 2
+	}
+	return string(buf), true
+}
+
+func hexValue(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	}
+	return -1
+}
+
+func BenchmarkServeHTTP(b *testing.B) {
+	container := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer container.Close()
+	cfg := CreateConfig()
+	cfg.ContainerHostPrefix = "vscode"
+	h, err := New(context.Background(), &spawner{}, cfg, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := h.(*director)
+	d.dialer.resolve = func(address string) string { return container.Listener.Addr().String() }
+	d.debug.SetOutput(io.Discard)
+
+	b.Run("proxy cached", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			req.Header.Set(identity, "alice")
+			d.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				b.Fatalf("status %d", rec.Code)
+			}
+		}
+	})
+	b.Run("reject 401", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			rec := httptest.NewRecorder()
+			d.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		}
+	})
+}

@@ -1,0 +1,3 @@
+module github.com/container-director/director
+
+go 1.21
