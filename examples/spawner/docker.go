@@ -386,17 +386,28 @@ func (d *dockerBackend) Logs(ctx context.Context, name string, n int) ([]string,
 	if err != nil {
 		return nil, fmt.Errorf("reading logs of %q: %w", name, err)
 	}
-	ct := resp.Header.Get("Content-Type")
-	if ct == "application/vnd.docker.multiplexed-stream" ||
-		(ct != "application/vnd.docker.raw-stream" && looksMultiplexed(raw)) {
+	if d.multiplexed(ctx, name, resp.Header.Get("Content-Type"), raw) {
 		raw = demultiplex(raw)
 	}
 	return lastLines(raw, n), nil
 }
 
-// looksMultiplexed reports whether b starts with a stream header: the engine
-// multiplexes stdout and stderr (8-byte headers) unless the container has a
-// TTY, and older API versions do not say which in the Content-Type.
+// multiplexed reports whether a logs response uses the multiplexed stream
+// format. The engine multiplexes stdout and stderr (8-byte frame headers)
+// unless the container has a TTY, but before API 1.42 it labels both formats
+// "application/vnd.docker.raw-stream"; so the container's Tty setting
+// decides, and the first bytes if that cannot be read.
+func (d *dockerBackend) multiplexed(ctx context.Context, name, contentType string, raw []byte) bool {
+	if contentType == "application/vnd.docker.multiplexed-stream" {
+		return true
+	}
+	if info, err := d.inspect(ctx, name); err == nil {
+		return !info.Config.Tty
+	}
+	return looksMultiplexed(raw)
+}
+
+// looksMultiplexed reports whether b starts with a stream frame header.
 func looksMultiplexed(b []byte) bool {
 	return len(b) >= 8 && b[0] <= 2 && b[1] == 0 && b[2] == 0 && b[3] == 0
 }

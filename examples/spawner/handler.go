@@ -144,9 +144,10 @@ func (h *handler) Close() {
 	h.wg.Wait()
 }
 
-// validLabelStart reports whether p can begin a DNS label followed by "-x".
+// validLabelStart reports whether p is a valid prefix: a DNS label itself,
+// short enough to be followed by "-" and a name.
 func validLabelStart(p string) bool {
-	return len(p) <= 61 && validLabel(p+"-x")
+	return len(p) <= 61 && validLabel(p)
 }
 
 // validLabel reports whether s is a lowercase DNS label: [a-z0-9], inner

@@ -98,7 +98,7 @@ func formatTime(t, now time.Time) string {
 func newNonce() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
-	return base64.RawStdEncoding.EncodeToString(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // setPageHeaders sets the headers every HTML page of the spawner carries.
