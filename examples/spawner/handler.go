@@ -659,8 +659,8 @@ func (h *handler) renderStateError(w http.ResponseWriter, r *http.Request, st St
 		Status: st.Status, Health: st.Health,
 		StartedAt: formatTime(st.StartedAt, now), EngineErr: st.Error,
 		CanRestart: true, Button: "Restart my workspace",
-		Advice: "Restart your workspace. Your files stay where they are. If it stops again, the log above usually says why; " +
-			"send it to your administrator if it does not make sense.",
+		Advice: "Restart your workspace; your files stay where they are. If it stops again, " +
+			"its log usually says why: send it to your administrator if it does not make sense.",
 	}
 	if st.Status == StatusExited || st.Status == StatusDead || st.Status == StatusRestarting {
 		view.ExitCode = strconv.Itoa(st.ExitCode)

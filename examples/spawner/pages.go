@@ -210,7 +210,8 @@ var errorTemplate = template.Must(template.New("error").Parse(`<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Title}}</title>
 <style>` + pageStyle + `
-  main { border-top: 5px solid #dc2626; }
+  main { position: relative; overflow: hidden; }
+  main::before { content: ""; position: absolute; left: 0; right: 0; top: 0; height: 5px; background: #dc2626; }
   dl { display: grid; grid-template-columns: max-content 1fr; gap: 6px 18px; margin: 0 0 20px; font-size: 15px; }
   dt { color: #64748b; }
   dd { margin: 0; font-weight: 500; word-break: break-word; }
@@ -218,7 +219,7 @@ var errorTemplate = template.Must(template.New("error").Parse(`<!doctype html>
   h2 { font-size: 15px; margin: 20px 0 8px; color: #334155; text-transform: uppercase; letter-spacing: .04em; }
   .reason { margin: 0 0 8px; }
   pre { margin: 0; max-height: 300px; overflow: auto; background: #0f172a; color: #e2e8f0; padding: 12px 14px;
-        border-radius: 10px; font: 12.5px/1.45 ui-monospace, "DejaVu Sans Mono", monospace; white-space: pre-wrap; word-break: break-all; }
+        border-radius: 10px; font: 12.5px/1.45 ui-monospace, "DejaVu Sans Mono", monospace; white-space: pre-wrap; overflow-wrap: anywhere; }
   form { margin-top: 22px; }
   button { font: inherit; font-weight: 600; padding: 10px 20px; border: 0; border-radius: 10px; background: #2563eb;
            color: #fff; cursor: pointer; box-shadow: 0 2px 6px rgba(37, 99, 235, .3); }
