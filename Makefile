@@ -1,0 +1,34 @@
+# Container Director. `make test` is what CI runs (through .ci/run).
+GO ?= go
+
+# Modules of their own, so that the plugin's module stays standard-library only.
+SUBMODULES := e2e examples/spawner
+
+.PHONY: test lint unit yaegi-test spawner-test e2e bench demo
+
+test: lint unit yaegi-test spawner-test e2e
+
+lint:
+	@out="$$(gofmt -l . )"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@for m in $(SUBMODULES); do if [ -f $$m/go.mod ]; then echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...) || exit 1; fi; done
+	@cp go.mod /tmp/container-director.go.mod && $(GO) mod tidy && if ! cmp -s go.mod /tmp/container-director.go.mod; then echo "go mod tidy changed go.mod"; exit 1; fi
+	@if grep -q '^require' go.mod; then echo "the plugin's go.mod must not require anything"; exit 1; fi
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+yaegi-test:
+	scripts/yaegi-test.sh
+
+spawner-test:
+	cd examples/spawner && $(GO) test -race -count=1 ./...
+
+e2e:
+	cd e2e && $(GO) test -count=1 -v -timeout 45m ./...
+
+bench:
+	cd e2e && $(GO) test -count=1 -v -timeout 30m -run '^TestBench$$' ./... -args -bench
+
+demo:
+	scripts/demo.sh
