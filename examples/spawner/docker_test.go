@@ -38,6 +38,9 @@ type fakeEngine struct {
 	calls        []string // "METHOD path"
 	logQueries   []string
 	failInspect  bool
+	// racing names exist but inspect says 404 until a create hits the
+	// conflict: another spawner replica won the race.
+	racing map[string]bool
 }
 
 func (e *fakeEngine) record(r *http.Request) {
@@ -103,6 +106,7 @@ func (e *fakeEngine) handler() http.Handler {
 			return
 		}
 		if _, ok := e.containers[name]; ok {
+			delete(e.racing, name)
 			writeEngineError(w, http.StatusConflict, fmt.Sprintf("Conflict. The container name %q is already in use by container \"0123\".", "/"+name))
 			return
 		}
@@ -124,7 +128,7 @@ func (e *fakeEngine) handler() http.Handler {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			c, ok := e.containers[r.PathValue("name")]
-			if !ok {
+			if !ok || e.racing[r.PathValue("name")] {
 				writeEngineError(w, http.StatusNotFound, "No such container: "+r.PathValue("name"))
 				return
 			}
@@ -185,7 +189,7 @@ func startFakeEngine(t *testing.T) (*fakeEngine, string) {
 	if err != nil {
 		t.Fatalf("listening on %q: %v", sock, err)
 	}
-	e := &fakeEngine{t: t, containers: map[string]*fakeContainer{}, images: map[string]bool{}}
+	e := &fakeEngine{t: t, containers: map[string]*fakeContainer{}, images: map[string]bool{}, racing: map[string]bool{}}
 	srv := &http.Server{Handler: e.handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { srv.Close() })
@@ -431,13 +435,18 @@ func TestHandlerWithDockerEngine(t *testing.T) {
 		t.Errorf("expected 1 start, got %d", n)
 	}
 
-	// Another spawner created vscode-jill between our inspect and create:
-	// the 409 counts as exists, and its created container gets started.
+	// Another spawner replica created vscode-jill between our inspect and
+	// our create: the 409 counts as exists, and its created container gets
+	// started.
 	e.put("vscode-jill", &fakeContainer{status: StatusCreated, labels: map[string]string{LabelSpawned: "true"}})
-	if !h.beginCreate("vscode-jill", "jill") {
-		t.Fatal("expected a create to begin")
+	e.locked(func() { e.racing["vscode-jill"] = true })
+	if w := serve(h, pageLoad("/", "vscode-jill")); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("expected the loading page for vscode-jill, got %d", w.Code)
 	}
 	waitIdle(t, h)
+	if n := e.count("POST /v1.41/containers/create"); n != 2 {
+		t.Errorf("expected a second create (for vscode-jill) that met the conflict, got %d creates", n)
+	}
 	if _, ok := h.recentFailure("vscode-jill"); ok {
 		t.Errorf("a 409 was remembered as a failure")
 	}

@@ -336,23 +336,31 @@ func (h *handler) begin(name, user, stage, action string, run func(ctx context.C
 	return op, true
 }
 
-// beginCreate creates and starts name in the background. A name conflict
-// means someone else created it: the start goes on, and the backend refuses
-// it if that container is not the spawner's.
+// beginCreate creates and starts name in the background. The operation
+// looks again before it creates: a page load that saw "not found" just
+// before another operation finished must not create a second time. A name
+// conflict means someone else created it meanwhile; either way, an existing
+// container of the spawner's that was never started is started.
 func (h *handler) beginCreate(name, user string) bool {
 	_, started := h.begin(name, user, stageCreating, "create", func(ctx context.Context, setStage func(string)) error {
-		err := h.backend.Create(ctx, name, user)
-		if errors.Is(err, ErrExists) {
+		st, err := h.backend.Inspect(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			err = h.backend.Create(ctx, name, user)
+			if err == nil {
+				setStage(stageStarting)
+				return h.backend.Start(ctx, name)
+			}
+			if !errors.Is(err, ErrExists) {
+				return err
+			}
 			h.decision(name, user, "exists", "create conflict: treated as exists")
-			st, ierr := h.backend.Inspect(ctx, name)
-			if ierr != nil {
-				return ierr
-			}
-			if !st.Managed || st.Status != StatusCreated {
-				return nil // running already, or not ours: the next load shows which
-			}
-		} else if err != nil {
+			st, err = h.backend.Inspect(ctx, name)
+		}
+		if err != nil {
 			return err
+		}
+		if !st.Managed || st.Status != StatusCreated {
+			return nil // running already, or not ours: the next load shows which
 		}
 		setStage(stageStarting)
 		return h.backend.Start(ctx, name)

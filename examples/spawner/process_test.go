@@ -15,10 +15,14 @@ import (
 )
 
 // TestMain lets the test binary stand in for the spawner binary: the process
-// backend re-executes itself as "spawner workspace …".
+// backend re-executes itself as "spawner workspace …", and
+// TestServeAndSIGTERM runs it as the server.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "workspace" {
 		os.Exit(runWorkspace(os.Args[2:], os.Stderr))
+	}
+	if os.Getenv("SPAWNER_TEST_SERVE") == "1" {
+		os.Exit(run(nil, os.Getenv, os.Stderr))
 	}
 	os.Exit(m.Run())
 }

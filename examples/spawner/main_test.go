@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func envFrom(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		desc        string
+		args        []string
+		env         map[string]string
+		check       func(c config) bool
+		expectedErr string
+	}{
+		{
+			desc: "defaults",
+			check: func(c config) bool {
+				return c.listen == ":8090" && c.backend == "docker" && c.prefix == "vscode" &&
+					c.usernameHeader == "X-Forwarded-Preferred-Username" && c.startGrace == 60*time.Second &&
+					c.containerPort == 8080 && c.dockerHost == "unix:///var/run/docker.sock" &&
+					c.image == "codercom/code-server:latest" && c.pull && c.processAddrs == "127.0.1.1-127.0.1.254"
+			},
+		},
+		{
+			desc: "environment",
+			env: map[string]string{
+				"SPAWNER_LISTEN": "127.0.0.1:9000", "SPAWNER_BACKEND": "process", "SPAWNER_CONTAINER_PREFIX": "ws",
+				"SPAWNER_USERNAME_HEADER": "X-Auth-Request-Preferred-Username", "SPAWNER_START_GRACE": "2m",
+				"SPAWNER_CONTAINER_PORT": "3000", "DOCKER_HOST": "tcp://127.0.0.1:2375", "SPAWNER_PULL": "false",
+				"SPAWNER_HOSTS_FILE": "/tmp/hosts", "SPAWNER_WORKSPACE_START_DELAY": "2s",
+			},
+			check: func(c config) bool {
+				return c.listen == "127.0.0.1:9000" && c.backend == "process" && c.prefix == "ws" &&
+					c.usernameHeader == "X-Auth-Request-Preferred-Username" && c.startGrace == 2*time.Minute &&
+					c.containerPort == 3000 && c.dockerHost == "tcp://127.0.0.1:2375" && !c.pull &&
+					c.hostsFile == "/tmp/hosts" && c.workspaceDelay == 2*time.Second
+			},
+		},
+		{
+			desc: "flags win over the environment",
+			args: []string{"-listen", ":7000", "-backend", "docker", "-start-grace", "5s"},
+			env:  map[string]string{"SPAWNER_LISTEN": ":9000", "SPAWNER_BACKEND": "process", "SPAWNER_START_GRACE": "2m"},
+			check: func(c config) bool {
+				return c.listen == ":7000" && c.backend == "docker" && c.startGrace == 5*time.Second
+			},
+		},
+		{desc: "bad env duration", env: map[string]string{"SPAWNER_START_GRACE": "soon"}, expectedErr: "SPAWNER_START_GRACE"},
+		{desc: "bad env port", env: map[string]string{"SPAWNER_CONTAINER_PORT": "http"}, expectedErr: "SPAWNER_CONTAINER_PORT"},
+		{desc: "bad env bool", env: map[string]string{"SPAWNER_PULL": "maybe"}, expectedErr: "SPAWNER_PULL"},
+		{desc: "unknown backend", args: []string{"-backend", "k8s"}, expectedErr: "backend"},
+		{desc: "port out of range", args: []string{"-container-port", "70000"}, expectedErr: "container-port"},
+		{desc: "zero grace", args: []string{"-start-grace", "0s"}, expectedErr: "start-grace"},
+		{desc: "bad prefix", args: []string{"-prefix", "VS.Code"}, expectedErr: "prefix"},
+		{desc: "empty header", args: []string{"-username-header", ""}, expectedErr: "username-header"},
+		{desc: "extra argument", args: []string{"serve"}, expectedErr: "unexpected arguments"},
+	}
+	for _, test := range tests {
+		c, err := parseConfig(test.args, envFrom(test.env), io.Discard)
+		if test.expectedErr != "" {
+			if err == nil || !strings.Contains(err.Error(), test.expectedErr) {
+				t.Errorf("%s: expected an error naming %q, got %v", test.desc, test.expectedErr, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: unexpected error %v", test.desc, err)
+			continue
+		}
+		if !test.check(c) {
+			t.Errorf("%s: unexpected config %+v", test.desc, c)
+		}
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := run([]string{"-backend", "nope"}, envFrom(nil), &stderr); code != 2 {
+		t.Errorf("expected exit code 2, got %d", code)
+	}
+	if !strings.Contains(stderr.String(), "backend") {
+		t.Errorf("expected the error on stderr, got %q", stderr.String())
+	}
+}
+
+// TestServeAndSIGTERM runs the test binary as the spawner (TestMain's serve
+// hook; its workspaces use the workspace hook) and checks that SIGTERM ends
+// the spawner and its workspace processes.
+func TestServeAndSIGTERM(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skip("no executable path")
+	}
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "SPAWNER_TEST_SERVE=1", "SPAWNER_LISTEN=127.0.0.1:18093",
+		"SPAWNER_BACKEND=process", "SPAWNER_PROCESS_ADDRS=127.0.1.30-127.0.1.39", "SPAWNER_CONTAINER_PORT=18083",
+		"SPAWNER_HOSTS_FILE="+hosts)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+	}()
+	waitFor(t, 15*time.Second, "the spawner to listen", func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:18093", 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:18093/", nil)
+	req.Header.Set(containerNameHeader, "vscode-dave")
+	req.Header.Set("Accept", "text/html")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("expected the loading page, got %d", resp.StatusCode)
+	}
+	waitFor(t, 15*time.Second, "dave's workspace to answer", func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.1.30:18083", 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("expected a clean exit on SIGTERM, got %v\n%s", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the spawner did not exit on SIGTERM\n%s", stderr.String())
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.1.30:18083", 200*time.Millisecond); err == nil {
+		c.Close()
+		t.Errorf("dave's workspace still answers after the spawner exited")
+	}
+	if !strings.Contains(stderr.String(), `msg=decision container=vscode-dave user=dave state="not found" action="create; loading page"`) {
+		t.Errorf("expected the decision in the log, got:\n%s", stderr.String())
+	}
+}
