@@ -166,6 +166,20 @@ func start(t *testing.T, env map[string]string) *process {
 	}
 }
 
+// waitOutput waits until the output holds want, and returns it. The output
+// reaches the buffer through a pipe, a little after the process wrote it.
+func waitOutput(t *testing.T, output *syncBuffer, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		s := output.String()
+		if strings.Contains(s, want) || time.Now().After(deadline) {
+			return s
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // wait waits for the process to exit and returns its exit status.
 func (p *process) wait(t *testing.T) int {
 	t.Helper()
@@ -362,7 +376,7 @@ func TestProxy(t *testing.T) {
 	p := start(t, env)
 
 	t.Run("startup line", func(t *testing.T) {
-		line := strings.SplitN(p.stdout.String(), "\n", 2)[0]
+		line := strings.SplitN(waitOutput(t, p.stdout, "\n"), "\n", 2)[0]
 		for _, expected := range []string{
 			"container-director[standalone]: version " + testVersion + " listening on " + p.addr + ":",
 			` LISTEN_ADDR="` + p.addr + `"`,
@@ -454,8 +468,8 @@ func TestSpawnerDown(t *testing.T) {
 	if !strings.Contains(body, "Bad Gateway") {
 		t.Errorf("body %q does not say Bad Gateway", body)
 	}
-	if !strings.Contains(p.stderr.String(), spawnerAddr) {
-		t.Errorf("stderr does not name the spawner %s:\n%s", spawnerAddr, p.stderr)
+	if stderr := waitOutput(t, p.stderr, spawnerAddr); !strings.Contains(stderr, spawnerAddr) {
+		t.Errorf("stderr does not name the spawner %s:\n%s", spawnerAddr, stderr)
 	}
 }
 
