@@ -105,8 +105,15 @@ func TestServeAndSIGTERM(t *testing.T) {
 		t.Skip("no executable path")
 	}
 	hosts := filepath.Join(t.TempDir(), "hosts")
+	// A free port; the spawner listens on it a moment later.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := l.Addr().String()
+	l.Close()
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), "SPAWNER_TEST_SERVE=1", "SPAWNER_LISTEN=127.0.0.1:18093",
+	cmd.Env = append(os.Environ(), "SPAWNER_TEST_SERVE=1", "SPAWNER_LISTEN="+listen,
 		"SPAWNER_BACKEND=process", "SPAWNER_PROCESS_ADDRS=127.0.1.30-127.0.1.39", "SPAWNER_CONTAINER_PORT=18083",
 		"SPAWNER_HOSTS_FILE="+hosts)
 	var stderr bytes.Buffer
@@ -120,13 +127,13 @@ func TestServeAndSIGTERM(t *testing.T) {
 		_ = cmd.Process.Kill()
 	}()
 	waitFor(t, 15*time.Second, "the spawner to listen", func() bool {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:18093", 200*time.Millisecond)
+		c, err := net.DialTimeout("tcp", listen, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
 		}
 		return err == nil
 	})
-	req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:18093/", nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+listen+"/", nil)
 	req.Header.Set(containerNameHeader, "vscode-dave")
 	req.Header.Set("Accept", "text/html")
 	resp, err := http.DefaultClient.Do(req)
