@@ -39,8 +39,8 @@ type director struct {
 var _ http.Handler = (*director)(nil)
 
 // New builds the director from its configuration. It validates every key and
-// builds the one transport and proxy that all requests share; it does no I/O
-// and starts no goroutines.
+// builds the proxy that all its requests share, over the process's one
+// transport; it does no I/O and starts no goroutines.
 func New(_ context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
 	if next == nil {
 		return nil, errors.New("container-director: no next handler to hand requests on to")
@@ -59,7 +59,7 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 		debug:    newLogger(os.Stdout, name),
 		errs:     newLogger(os.Stderr, name),
 	}
-	d.proxy = newReverseProxy(dl)
+	d.proxy = newReverseProxy(sharedTransport)
 	return d, nil
 }
 
@@ -115,8 +115,9 @@ func (d *director) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 // attempt carries one proxied request's target and outcome between
 // ServeHTTP and the proxy's Director and ErrorHandler.
 type attempt struct {
-	host string
-	err  error
+	host   string
+	dialer *dialer
+	err    error
 }
 
 type attemptKey struct{}
@@ -125,7 +126,7 @@ type attemptKey struct{}
 // container does not answer, the request goes on to the spawner when it has
 // no body, and gets a 502 otherwise: its body may already be gone.
 func (d *director) serveContainer(rw http.ResponseWriter, req *http.Request, username, mapped, host string) {
-	a := &attempt{host: host}
+	a := &attempt{host: host, dialer: d.dialer}
 	d.proxy.ServeHTTP(rw, req.WithContext(context.WithValue(req.Context(), attemptKey{}, a)))
 	if a.err == nil {
 		return

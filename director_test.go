@@ -110,6 +110,9 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 	}
 	f.director = h.(*director)
 	f.director.dialer.resolve = func(address string) string { return f.resolve(address) }
+	// A transport of its own: every fixture has its own vscode-alice.
+	transport := newTransport()
+	f.director.proxy.Transport = transport
 	probeDial := f.director.probes.dial
 	f.director.probes.dial = func(address string) (net.Conn, error) {
 		atomic.AddInt64(&f.dials, 1)
@@ -118,6 +121,7 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 	f.front = httptest.NewServer(f.director)
 	t.Cleanup(func() {
 		f.front.Close()
+		transport.CloseIdleConnections()
 		f.mu.Lock()
 		for _, s := range f.containers {
 			s.Close()
@@ -906,4 +910,25 @@ func BenchmarkServeHTTP(b *testing.B) {
 			d.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
 		}
 	})
+}
+
+func TestInstancesShareOneTransport(t *testing.T) {
+	cfg := CreateConfig()
+	cfg.ContainerHostPrefix = "vscode"
+	a, err := New(context.Background(), &spawner{}, cfg, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DialTimeout = "3s"
+	b, err := New(context.Background(), &spawner{}, cfg, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	da, db := a.(*director), b.(*director)
+	if da.proxy.Transport != db.proxy.Transport {
+		t.Error("two instances have transports of their own: a reload would strand idle connections")
+	}
+	if da.dialer.net.Timeout != time.Second || db.dialer.net.Timeout != 3*time.Second {
+		t.Errorf("dial timeouts %v and %v, want each instance's own 1s and 3s", da.dialer.net.Timeout, db.dialer.net.Timeout)
+	}
 }

@@ -2,6 +2,7 @@ package director
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -38,17 +39,21 @@ func (d *dialer) DialContext(ctx context.Context, network, address string) (net.
 	return d.net.DialContext(ctx, network, address)
 }
 
-// newReverseProxy builds the one proxy all requests share. The target of each
-// request travels in its context as an *attempt; so does the proxy error, for
-// ServeHTTP to act on. The proxy's own messages go to the standard logger,
-// on stderr: Yaegi cannot hand it a *log.Logger made by interpreted code.
-func newReverseProxy(dl *dialer) *httputil.ReverseProxy {
-	transport := &http.Transport{
-		// A closure, not the method value dl.DialContext: Yaegi cannot
-		// assign a method value to a func field of a compiled type.
-		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
-			return dl.DialContext(ctx, network, address)
-		},
+// sharedTransport carries the requests of every director in the process to
+// the containers. Traefik calls New for each router and on every
+// configuration reload, and never says when an instance is retired: a
+// transport per instance would strand its idle connections (and their
+// goroutines) on each reload, and make every reload dial every container
+// anew. Each request's dialer, with its instance's dial timeout, travels in
+// the request's context.
+var sharedTransport = newTransport()
+
+// sharedBuffers are the proxies' copy buffers, kept across reloads too.
+var sharedBuffers = &bufferPool{}
+
+func newTransport() *http.Transport {
+	return &http.Transport{
+		DialContext:         dialContainer,
 		MaxIdleConnsPerHost: maxIdleConnsPerHost,
 		IdleConnTimeout:     90 * time.Second,
 		// Bodies pass as the container sent them; asking for gzip would
@@ -57,10 +62,28 @@ func newReverseProxy(dl *dialer) *httputil.ReverseProxy {
 		ExpectContinueTimeout: time.Second,
 		// No ResponseHeaderTimeout: long polls and WebSockets must live.
 	}
-	// Through a variable of the interface type: Yaegi cannot put an
-	// interpreted type into a compiled interface field of a composite
+}
+
+// dialContainer dials with the dialer of the director whose request it is.
+func dialContainer(ctx context.Context, network, address string) (net.Conn, error) {
+	a, _ := ctx.Value(attemptKey{}).(*attempt)
+	if a == nil {
+		return nil, errNoAttempt
+	}
+	return a.dialer.DialContext(ctx, network, address)
+}
+
+var errNoAttempt = errors.New("container-director: a request to a container without its director")
+
+// newReverseProxy builds a director's proxy. The target of each request
+// travels in its context as an *attempt; so does the proxy error, for
+// ServeHTTP to act on. The proxy's own messages go to the standard logger,
+// on stderr: Yaegi cannot hand it a *log.Logger made by interpreted code.
+func newReverseProxy(transport http.RoundTripper) *httputil.ReverseProxy {
+	// Through variables of the interface types: Yaegi cannot put an
+	// interpreted value into a compiled interface field of a composite
 	// literal.
-	var buffers httputil.BufferPool = &bufferPool{}
+	var buffers httputil.BufferPool = sharedBuffers
 	return &httputil.ReverseProxy{
 		Director:     direct,
 		Transport:    transport,
