@@ -329,9 +329,9 @@ const staticTemplate = `global:
   checkNewVersion: false
   sendAnonymousUsage: false
 log:
-  level: DEBUG
+  level: %s
   noColor: true
-accessLog: {}
+%s
 api:
   insecure: true
   dashboard: false
@@ -353,8 +353,9 @@ experimental:
       moduleName: github.com/container-director/director
 `
 
-// startTraefik runs bin with the plugin from repoRoot in local mode.
-func startTraefik(bin, repoRoot string, cfg dynamicConfig) (*traefik, error) {
+// startTraefik runs bin with the plugin from repoRoot in local mode. quiet
+// turns off the debug and access logs, which would dominate a benchmark.
+func startTraefik(bin, repoRoot string, cfg dynamicConfig, quiet bool) (*traefik, error) {
 	dir, err := os.MkdirTemp("", "e2e-traefik-")
 	if err != nil {
 		return nil, err
@@ -370,8 +371,12 @@ func startTraefik(bin, repoRoot string, cfg dynamicConfig) (*traefik, error) {
 	if err := tr.writeDynamic(cfg); err != nil {
 		return nil, err
 	}
+	level, accessLog := "DEBUG", "accessLog: {}"
+	if quiet {
+		level, accessLog = "ERROR", ""
+	}
 	static := filepath.Join(dir, "traefik.yml")
-	if err := os.WriteFile(static, []byte(fmt.Sprintf(staticTemplate, tr.web, tr.api, tr.dynamic)), 0o644); err != nil {
+	if err := os.WriteFile(static, []byte(fmt.Sprintf(staticTemplate, level, accessLog, tr.web, tr.api, tr.dynamic)), 0o644); err != nil {
 		return nil, err
 	}
 	tr.cmd = exec.Command(bin, "--configFile="+static)

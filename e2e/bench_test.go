@@ -1,0 +1,211 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"text/tabwriter"
+	"time"
+)
+
+// route is one side of the side-by-side benchmark.
+type route struct {
+	name   string
+	host   string
+	user   string
+	status int
+}
+
+// roundResult is what one round of load on one route measured.
+type roundResult struct {
+	requests  int
+	errors    int
+	elapsed   time.Duration
+	latencies []time.Duration
+	accepted  int64 // connections alice's container accepted
+}
+
+// runRound keeps conns keep-alive connections busy on r for d.
+func runRound(r route, conns int, d time.Duration) roundResult {
+	var (
+		mu     sync.Mutex
+		res    roundResult
+		wg     sync.WaitGroup
+		errs   int64
+		before = atomic.LoadInt64(&env.containers["alice"].accepted)
+	)
+	start := time.Now()
+	stop := start.Add(d)
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+			defer c.CloseIdleConnections()
+			lat := make([]time.Duration, 0, 4096)
+			for time.Now().Before(stop) {
+				req, _ := http.NewRequest(http.MethodGet, "http://"+env.traefik.web+"/bench", nil)
+				req.Host = r.host
+				if r.user != "" {
+					req.Header.Set(identity, r.user)
+				}
+				t0 := time.Now()
+				resp, err := c.Do(req)
+				if err != nil {
+					atomic.AddInt64(&errs, 1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != r.status {
+					atomic.AddInt64(&errs, 1)
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			res.latencies = append(res.latencies, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.requests = len(res.latencies)
+	res.errors = int(errs)
+	res.accepted = atomic.LoadInt64(&env.containers["alice"].accepted) - before
+	return res
+}
+
+// summary is a route's figures over all its rounds.
+type summary struct {
+	rps         float64
+	p50, p99    time.Duration
+	connsPer1k  float64
+	errors      int
+	requests    int
+	roundsRates []float64
+}
+
+func summarize(rounds []roundResult) summary {
+	var s summary
+	var all []time.Duration
+	var elapsed time.Duration
+	var accepted int64
+	for _, r := range rounds {
+		all = append(all, r.latencies...)
+		elapsed += r.elapsed
+		accepted += r.accepted
+		s.errors += r.errors
+		s.requests += r.requests
+		s.roundsRates = append(s.roundsRates, float64(r.requests)/r.elapsed.Seconds())
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	if len(all) > 0 {
+		s.p50 = all[len(all)/2]
+		s.p99 = all[len(all)*99/100]
+	}
+	s.rps = float64(s.requests) / elapsed.Seconds()
+	if s.requests > 0 {
+		s.connsPer1k = float64(accepted) * 1000 / float64(s.requests)
+	}
+	return s
+}
+
+// TestBench compares, in one Traefik under the same load, a route straight
+// to a container with the same route through the director (probe cached),
+// and the spawner fallback with a route straight to the spawner. Rounds
+// alternate so that the machine's noise falls on both sides. Run it with
+// `make bench`.
+func TestBench(t *testing.T) {
+	if !*benchFlag {
+		t.Skip("a benchmark, not a test: run `make bench`")
+	}
+	round := 5 * time.Second
+	if v := os.Getenv("BENCH_ROUND"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("BENCH_ROUND: %v", err)
+		}
+		round = d
+	}
+	const rounds = 3
+	pairs := [][2]route{
+		{
+			{name: "direct to the container", host: "direct.test", status: http.StatusOK},
+			{name: "through the director", host: "plain.test", user: "alice", status: http.StatusOK},
+		},
+		{
+			{name: "direct to the spawner", host: "spawner.test", status: http.StatusServiceUnavailable},
+			{name: "director fallback to the spawner", host: "plain.test", user: "carol", status: http.StatusServiceUnavailable},
+		},
+	}
+	var out strings.Builder
+	w := tabwriter.NewWriter(&out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "conns\troute\treq/s\tp50\tp99\tconns/1000 req\terrors\t\n")
+	for _, conns := range []int{32, 128} {
+		for _, pair := range pairs {
+			// Warm both routes: connections, probe cache, Yaegi.
+			runRound(pair[0], conns, time.Second)
+			runRound(pair[1], conns, time.Second)
+			results := [2][]roundResult{}
+			for i := 0; i < rounds; i++ {
+				for j := 0; j < 2; j++ {
+					var profiled chan struct{}
+					if i == 0 && os.Getenv("BENCH_PROFILE") != "" {
+						profiled = profileTraefik(t, fmt.Sprintf("%s/%d-%s.pprof", os.Getenv("BENCH_PROFILE"), conns, strings.ReplaceAll(pair[j].name, " ", "-")), round)
+					}
+					results[j] = append(results[j], runRound(pair[j], conns, round))
+					if profiled != nil {
+						<-profiled
+					}
+				}
+			}
+			base, dir := summarize(results[0]), summarize(results[1])
+			for j, s := range []summary{base, dir} {
+				fmt.Fprintf(w, "%d\t%s\t%.0f\t%v\t%v\t%.2f\t%d\t\n", conns, pair[j].name, s.rps,
+					s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond), s.connsPer1k, s.errors)
+			}
+			fmt.Fprintf(w, "%d\tratio %s / %s\t%.3f\t%.2f\t%.2f\t\t\t\n", conns, "director", "direct",
+				dir.rps/base.rps, float64(dir.p50)/float64(base.p50), float64(dir.p99)/float64(base.p99))
+			if base.errors+dir.errors != 0 {
+				t.Errorf("%d connections, %s vs %s: %d and %d errors", conns, pair[0].name, pair[1].name, base.errors, dir.errors)
+			}
+		}
+	}
+	w.Flush()
+	t.Logf("rounds of %v, %d of each route alternating, keep-alive connections:\n%s", round, rounds, out.String())
+	fmt.Println(out.String())
+}
+
+// profileTraefik records a CPU profile of Traefik for about d into path,
+// for finding where the time goes (BENCH_PROFILE=dir make bench).
+func profileTraefik(t *testing.T, path string, d time.Duration) chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		secs := int(d.Seconds()) - 1
+		if secs < 1 {
+			secs = 1
+		}
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", env.traefik.api, secs))
+		if err != nil {
+			t.Errorf("profiling: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			t.Errorf("profiling: %v", err)
+			return
+		}
+		defer f.Close()
+		io.Copy(f, resp.Body)
+	}()
+	return done
+}
