@@ -4,7 +4,7 @@ GO ?= go
 # Modules of their own, so that the plugin's module stays standard-library only.
 SUBMODULES := e2e examples/spawner
 
-.PHONY: test lint unit yaegi-test spawner-test e2e bench demo
+.PHONY: test lint unit yaegi-test spawner-test e2e bench bench-hotpath demo
 
 test: lint unit yaegi-test spawner-test e2e
 
@@ -29,6 +29,10 @@ e2e:
 
 bench:
 	cd e2e && $(GO) test -count=1 -v -timeout 30m -run '^TestBench$$' ./... -args -bench
+
+# Where the time of one proxied request goes: interpreted, compiled, plain proxy.
+bench-hotpath:
+	cd e2e && $(GO) test -count=1 -run '^$$' -bench HotPath -benchtime 5000x ./...
 
 demo:
 	scripts/demo.sh
