@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs OAuth2 Proxy from the Go module proxy and caches the binary outside
+# the checkout. Prints the binary's path on stdout.
+set -euo pipefail
+
+OAUTH2_PROXY_VERSION="${OAUTH2_PROXY_VERSION:-v7.15.6}"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/container-director"
+bin="$cache/oauth2-proxy-$OAUTH2_PROXY_VERSION"
+
+if [ -x "$bin" ]; then
+	echo "$bin"
+	exit 0
+fi
+
+mkdir -p "$cache"
+echo "installing OAuth2 Proxy $OAUTH2_PROXY_VERSION from the Go module proxy into $bin (a few minutes the first time)" >&2
+gobin="$(mktemp -d "$cache/oauth2-proxy-bin.XXXXXX")"
+trap 'rm -rf "$gobin"' EXIT
+GOBIN="$gobin" go install "github.com/oauth2-proxy/oauth2-proxy/v7@$OAUTH2_PROXY_VERSION"
+mv "$gobin/oauth2-proxy" "$bin"
+echo "$bin"
