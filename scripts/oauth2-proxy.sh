@@ -16,6 +16,9 @@ mkdir -p "$cache"
 echo "installing OAuth2 Proxy $OAUTH2_PROXY_VERSION from the Go module proxy into $bin (a few minutes the first time)" >&2
 gobin="$(mktemp -d "$cache/oauth2-proxy-bin.XXXXXX")"
 trap 'rm -rf "$gobin"' EXIT
-GOBIN="$gobin" go install "github.com/oauth2-proxy/oauth2-proxy/v7@$OAUTH2_PROXY_VERSION"
+# The version stamp makes `oauth2-proxy --version` tell which one it is.
+GOBIN="$gobin" go install \
+	-ldflags="-X github.com/oauth2-proxy/oauth2-proxy/v7/pkg/version.VERSION=$OAUTH2_PROXY_VERSION" \
+	"github.com/oauth2-proxy/oauth2-proxy/v7@$OAUTH2_PROXY_VERSION"
 mv "$gobin/oauth2-proxy" "$bin"
 echo "$bin"
