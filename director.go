@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"os"
 	"strings"
+	"time"
 )
 
 var errEmptyUsername = errors.New("the user name is empty")
@@ -26,21 +28,22 @@ const statusClientClosedRequest = 499
 type director struct {
 	next     http.Handler
 	settings settings
+	// usernameHeader is settings.usernameHeader, one field access nearer
+	// for the hot path.
+	usernameHeader string
 	// room is how many characters of mapped name fit in the label after
 	// "<prefix>-".
 	room   int
-	dialer *dialer
+	dialer *dialer // the probe's
 	probes *prober
-	proxy  *httputil.ReverseProxy
 	debug  *log.Logger // decisions, on stdout (Traefik's debug level)
 	errs   *log.Logger // failures, on stderr (Traefik's error level)
 }
 
 var _ http.Handler = (*director)(nil)
 
-// New builds the director from its configuration. It validates every key and
-// builds the proxy that all its requests share, over the process's one
-// transport; it does no I/O and starts no goroutines.
+// New builds the director from its configuration. It validates every key;
+// it does no I/O and starts no goroutines.
 func New(_ context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
 	if next == nil {
 		return nil, errors.New("container-director: no next handler to hand requests on to")
@@ -50,16 +53,27 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 		return nil, err
 	}
 	dl := newDialer(s.dialTimeout)
+	transport := sharedTransport(s.dialTimeout)
 	d := &director{
-		next:     next,
-		settings: s,
-		room:     maxLabelLength - len(s.prefix) - 1,
-		dialer:   dl,
-		probes:   newProber(dl, s.probeCacheTTL),
-		debug:    newLogger(os.Stdout, name),
-		errs:     newLogger(os.Stderr, name),
+		next:           next,
+		settings:       s,
+		usernameHeader: s.usernameHeader,
+		room:           maxLabelLength - len(s.prefix) - 1,
+		dialer:         dl,
+		debug:          newLogger(os.Stdout, name),
+		errs:           newLogger(os.Stderr, name),
 	}
-	d.proxy = newReverseProxy(sharedTransport)
+	d.probes = newProber(
+		func(address string) (net.Conn, error) {
+			return dl.DialContext(context.Background(), "tcp", address)
+		},
+		func(user, container, host string) *httputil.ReverseProxy {
+			return newReverseProxy(host, transport, func(rw http.ResponseWriter, out *http.Request, err error) {
+				d.proxyFailed(rw, out, user, container, err)
+			})
+		},
+		s.probeCacheTTL,
+	)
 	return d, nil
 }
 
@@ -69,18 +83,39 @@ func newLogger(w io.Writer, name string) *log.Logger {
 
 // ServeHTTP routes the request to the user's container, or hands it on to
 // the next handler when the container does not answer.
+//
+// This is the hot path: a container that answered within probeCacheTTL.
+// Under Yaegi every call from compiled code into an interpreted function
+// allocates its whole frame, every local and temporary of the function, and
+// every call into compiled code costs a reflective call: ServeHTTP holds
+// nothing but this path, with as few calls as it can, and leaves the rest
+// to route.
 func (d *director) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	// Only the director says which container the spawner should start.
 	delete(req.Header, ContainerNameHeader)
+	if v := req.Header[d.usernameHeader]; len(v) == 1 {
+		// Only names that passed the policy are ever cached.
+		if e, ok := d.probes.alive.Load(v[0]); ok {
+			if c := e.(*containerEntry); time.Since(c.probedAt) < d.probes.ttl {
+				c.proxy.ServeHTTP(rw, req)
+				return
+			}
+		}
+	}
+	d.route(rw, req)
+}
 
-	values := req.Header[d.settings.usernameHeader]
+// route serves a request whose container is not known to be alive: it
+// checks the user name, probes the container and proxies or hands on.
+func (d *director) route(rw http.ResponseWriter, req *http.Request) {
+	values := req.Header[d.usernameHeader]
 	switch {
 	case len(values) == 0:
-		d.debug.Printf("no %s header: 401", d.settings.usernameHeader)
+		d.debug.Printf("no %s header: 401", d.usernameHeader)
 		plainError(rw, http.StatusUnauthorized, "Unauthorized: the request carries no signed-in user. Sign in and try again.")
 		return
 	case len(values) > 1:
-		d.debug.Printf("%d %s headers: 400", len(values), d.settings.usernameHeader)
+		d.debug.Printf("%d %s headers: 400", len(values), d.usernameHeader)
 		plainError(rw, http.StatusBadRequest, "Bad Request: the request names more than one user.")
 		return
 	}
@@ -92,71 +127,48 @@ func (d *director) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	if host, ok := d.probes.fresh(mapped); ok {
-		d.serveContainer(rw, req, username, mapped, host)
-		return
-	}
-
-	host := d.settings.prefix + "-" + mapped + d.settings.hostSuffix
-	alive, err := d.probes.probe(req.Context(), mapped, host)
+	name := d.settings.prefix + "-" + mapped
+	e, err := d.probes.probe(req.Context(), username, name, name+d.settings.hostSuffix)
 	switch {
-	case alive:
-		d.debug.Printf("user=%q container=%q up: proxying", username, d.containerName(mapped))
-		d.serveContainer(rw, req, username, mapped, host)
+	case e != nil:
+		d.debug.Printf("user=%q container=%q up: proxying", username, name)
+		e.proxy.ServeHTTP(rw, req)
 	case req.Context().Err() != nil:
-		d.debug.Printf("user=%q container=%q client gone while probing", username, d.containerName(mapped))
+		d.debug.Printf("user=%q container=%q client gone while probing", username, name)
 		rw.WriteHeader(statusClientClosedRequest)
 	default:
-		d.debug.Printf("user=%q container=%q down (%v): handing on to the spawner", username, d.containerName(mapped), err)
-		d.handOff(rw, req, mapped)
+		d.debug.Printf("user=%q container=%q down (%v): handing on to the spawner", username, name, err)
+		d.handOff(rw, req, name)
 	}
 }
 
-// attempt carries one proxied request's target and outcome between
-// ServeHTTP and the proxy's Director and ErrorHandler.
-type attempt struct {
-	host   string
-	dialer *dialer
-	err    error
-}
-
-type attemptKey struct{}
-
-// serveContainer proxies the request to the container at host. If the
-// container does not answer, the request goes on to the spawner when it has
-// no body, and gets a 502 otherwise: its body may already be gone.
-func (d *director) serveContainer(rw http.ResponseWriter, req *http.Request, username, mapped, host string) {
-	a := &attempt{host: host, dialer: d.dialer}
-	d.proxy.ServeHTTP(rw, req.WithContext(context.WithValue(req.Context(), attemptKey{}, a)))
-	if a.err == nil {
-		return
-	}
-	// The proxy calls ErrorHandler before it writes anything of a response.
-	d.probes.forget(mapped)
-	container := d.containerName(mapped)
+// proxyFailed answers a request whose container did not answer the proxy;
+// out is the proxy's outgoing copy of it. The proxy calls its ErrorHandler
+// before it writes anything of a response, so the request can still go on
+// to the spawner when it has no body; one with a body gets a 502, for its
+// body may already be gone.
+func (d *director) proxyFailed(rw http.ResponseWriter, out *http.Request, user, container string, err error) {
+	d.probes.forget(user)
 	switch {
-	case req.Context().Err() != nil:
-		d.debug.Printf("user=%q container=%q client gone: %v", username, container, a.err)
+	case out.Context().Err() != nil:
+		d.debug.Printf("user=%q container=%q client gone: %v", user, container, err)
 		rw.WriteHeader(statusClientClosedRequest)
-	case hasBody(req):
-		d.errs.Printf("user=%q container=%q stopped answering, request with a body: 502: %v", username, container, a.err)
+	case hasBody(out):
+		d.errs.Printf("user=%q container=%q stopped answering, request with a body: 502: %v", user, container, err)
 		plainError(rw, http.StatusBadGateway, "Bad Gateway: your container stopped answering while this request was sent. Reload the page to start it again.")
 	default:
-		d.errs.Printf("user=%q container=%q stopped answering: handing on to the spawner: %v", username, container, a.err)
-		d.handOff(rw, req, mapped)
+		d.errs.Printf("user=%q container=%q stopped answering: handing on to the spawner: %v", user, container, err)
+		unproxy(out)
+		d.handOff(rw, out, container)
 	}
 }
 
 // handOff passes the request to the next handler, the spawner, naming the
 // container it should start.
-func (d *director) handOff(rw http.ResponseWriter, req *http.Request, mapped string) {
-	dropLookalikes(req.Header, d.settings.usernameHeader)
-	req.Header[ContainerNameHeader] = []string{d.containerName(mapped)}
+func (d *director) handOff(rw http.ResponseWriter, req *http.Request, container string) {
+	dropLookalikes(req.Header, d.usernameHeader)
+	req.Header[ContainerNameHeader] = []string{container}
 	d.next.ServeHTTP(rw, req)
-}
-
-func (d *director) containerName(mapped string) string {
-	return d.settings.prefix + "-" + mapped
 }
 
 // hasBody reports whether the request was sent with a body.

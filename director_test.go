@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"runtime"
 	"strings"
 	"sync"
@@ -111,8 +112,15 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 	f.director = h.(*director)
 	f.director.dialer.resolve = func(address string) string { return f.resolve(address) }
 	// A transport of its own: every fixture has its own vscode-alice.
-	transport := newTransport()
-	f.director.proxy.Transport = transport
+	transport := newTransport(func(ctx context.Context, network, address string) (net.Conn, error) {
+		return f.director.dialer.DialContext(ctx, network, address)
+	})
+	d := f.director
+	f.director.probes.newProxy = func(user, container, host string) *httputil.ReverseProxy {
+		return newReverseProxy(host, transport, func(rw http.ResponseWriter, out *http.Request, err error) {
+			d.proxyFailed(rw, out, user, container, err)
+		})
+	}
 	probeDial := f.director.probes.dial
 	f.director.probes.dial = func(address string) (net.Conn, error) {
 		atomic.AddInt64(&f.dials, 1)
@@ -656,7 +664,7 @@ func TestZeroTTLProbesEveryRequest(t *testing.T) {
 	if d := f.probeDials(); d != 3 {
 		t.Fatalf("%d probe dials for three requests with probeCacheTTL 0s, want 3", d)
 	}
-	if n := f.director.probes.size(); n != 0 {
+	if n := f.director.probes.entries(); n != 0 {
 		t.Errorf("%d cache entries with probeCacheTTL 0s", n)
 	}
 }
@@ -706,8 +714,22 @@ func TestContainerDiesAfterCachedProbe(t *testing.T) {
 			if strings.Contains(got, "127.0.0.1") || strings.Contains(got, "refused") {
 				t.Errorf("body %q shows internal error text", got)
 			}
-			if f.director.probes.size() != 0 {
+			if f.director.probes.entries() != 0 {
 				t.Error("the dead container is still cached as alive")
+			}
+			if req := f.spawner.last(); test.expectedStatus == http.StatusAccepted {
+				if req == nil {
+					t.Fatal("nothing reached the spawner")
+				}
+				if xff := req.Header.Values("X-Forwarded-For"); len(xff) != 0 {
+					t.Errorf("spawner got X-Forwarded-For %q, which the client did not send", xff)
+				}
+				if req.URL.Host != "" || req.Host != strings.TrimPrefix(f.front.URL, "http://") {
+					t.Errorf("spawner got URL host %q and Host %q, want the request as it came in", req.URL.Host, req.Host)
+				}
+				if req.Method != test.method || req.URL.Path != "/file" {
+					t.Errorf("spawner got %s %s", req.Method, req.URL.Path)
+				}
 			}
 			// The next request probes again and goes to the spawner.
 			resp = f.do(http.MethodGet, "/", "alice", nil, nil)
@@ -731,7 +753,7 @@ func TestProbeCacheIsBounded(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
-		if n := f.director.probes.size(); n > 16 {
+		if n := f.director.probes.entries(); n > 16 {
 			t.Fatalf("%d cache entries after %d users, cap 16", n, i+1)
 		}
 	}
@@ -912,23 +934,33 @@ func BenchmarkServeHTTP(b *testing.B) {
 	})
 }
 
-func TestInstancesShareOneTransport(t *testing.T) {
-	cfg := CreateConfig()
-	cfg.ContainerHostPrefix = "vscode"
-	a, err := New(context.Background(), &spawner{}, cfg, "a")
-	if err != nil {
-		t.Fatal(err)
+func TestInstancesShareTransports(t *testing.T) {
+	newDirector := func(dialTimeout string) *director {
+		cfg := CreateConfig()
+		cfg.ContainerHostPrefix = "vscode"
+		cfg.DialTimeout = dialTimeout
+		h, err := New(context.Background(), &spawner{}, cfg, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.(*director)
 	}
-	cfg.DialTimeout = "3s"
-	b, err := New(context.Background(), &spawner{}, cfg, "b")
-	if err != nil {
-		t.Fatal(err)
+	transport := func(d *director) http.RoundTripper {
+		return d.probes.newProxy("a", "vscode-a", "vscode-a:8080").Transport
 	}
-	da, db := a.(*director), b.(*director)
-	if da.proxy.Transport != db.proxy.Transport {
-		t.Error("two instances have transports of their own: a reload would strand idle connections")
+	// A reload: the same settings again.
+	a, b := newDirector("1s"), newDirector("1s")
+	if transport(a) != transport(b) {
+		t.Error("two instances with the same settings have transports of their own: a reload would strand idle connections")
 	}
-	if da.dialer.net.Timeout != time.Second || db.dialer.net.Timeout != 3*time.Second {
-		t.Errorf("dial timeouts %v and %v, want each instance's own 1s and 3s", da.dialer.net.Timeout, db.dialer.net.Timeout)
+	c := newDirector("3s")
+	if transport(a) == transport(c) {
+		t.Error("instances with different dial timeouts share a transport")
+	}
+	if tr, ok := transport(c).(*http.Transport); !ok || tr.DialContext == nil {
+		t.Fatalf("transport %T without a dialer", transport(c))
+	}
+	if a.dialer.net.Timeout != time.Second || c.dialer.net.Timeout != 3*time.Second {
+		t.Errorf("probe dial timeouts %v and %v, want 1s and 3s", a.dialer.net.Timeout, c.dialer.net.Timeout)
 	}
 }

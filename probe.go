@@ -3,6 +3,7 @@ package director
 import (
 	"context"
 	"net"
+	"net/http/httputil"
 	"sync"
 	"time"
 )
@@ -12,88 +13,87 @@ import (
 const maxProbeEntries = 10000
 
 // prober tells whether a container accepts TCP connections. It dials each
-// host at most once at a time (concurrent callers share the dial) and trusts
-// a successful dial for ttl.
+// container at most once at a time (concurrent callers share the dial) and
+// trusts a successful dial for ttl.
+//
+// A request for a container found alive costs one lookup in a sync.Map and
+// one clock read: under Yaegi every call into compiled code is costly.
 type prober struct {
 	// dial opens a TCP connection to a container's "host:port" within
 	// dialTimeout.
-	dial       func(address string) (net.Conn, error)
+	dial func(address string) (net.Conn, error)
+	// newProxy builds the proxy for a container found alive.
+	newProxy   func(user, container, host string) *httputil.ReverseProxy
 	ttl        time.Duration
 	maxEntries int
 
-	mu sync.Mutex
-	// entries holds containers known to be alive and those being dialed;
-	// a container found down is forgotten at once.
-	entries map[string]*probeEntry
+	// alive maps a user name, as it came in the request, to the
+	// *containerEntry of a container that answered within ttl. Entries are
+	// never modified, only replaced or deleted.
+	alive sync.Map
+
+	mu    sync.Mutex
+	size  int                   // entries in alive
+	calls map[string]*probeCall // dials in progress, by user name
 }
 
-type probeEntry struct {
-	host       string
-	aliveUntil time.Time  // zero unless a dial succeeded within ttl
-	call       *probeCall // the dial in progress, or nil
+// containerEntry is a container that answered a dial at probedAt.
+type containerEntry struct {
+	name     string // the container's name, "<prefix>-<mapped name>"
+	host     string // "<name>[.<domain>]:<port>"
+	proxy    *httputil.ReverseProxy
+	probedAt time.Time
 }
 
 // probeCall is one dial shared by every request that waits for it.
 type probeCall struct {
 	done    chan struct{} // closed when the dial has finished
 	waiters int           // requests waiting for this dial besides the one dialing
-	alive   bool
+	entry   *containerEntry
 	err     error
 }
 
-func newProber(dl *dialer, ttl time.Duration) *prober {
+func newProber(dial func(address string) (net.Conn, error), newProxy func(user, container, host string) *httputil.ReverseProxy, ttl time.Duration) *prober {
 	return &prober{
-		dial: func(address string) (net.Conn, error) {
-			return dl.DialContext(context.Background(), "tcp", address)
-		},
+		dial:       dial,
+		newProxy:   newProxy,
 		ttl:        ttl,
 		maxEntries: maxProbeEntries,
-		entries:    make(map[string]*probeEntry),
+		calls:      make(map[string]*probeCall),
 	}
 }
 
-// fresh returns the host of the container for key if a dial to it succeeded
-// within ttl.
-func (p *prober) fresh(key string) (string, bool) {
-	p.mu.Lock()
-	e := p.entries[key]
-	if e == nil || e.aliveUntil.IsZero() {
-		p.mu.Unlock()
-		return "", false
+// fresh returns the container of the user if it answered within ttl.
+// ServeHTTP does the same inline.
+func (p *prober) fresh(user string) *containerEntry {
+	v, ok := p.alive.Load(user)
+	if !ok {
+		return nil
 	}
-	if time.Now().Before(e.aliveUntil) {
-		host := e.host
-		p.mu.Unlock()
-		return host, true
+	e := v.(*containerEntry)
+	if time.Since(e.probedAt) >= p.ttl {
+		return nil
 	}
-	p.mu.Unlock()
-	return "", false
+	return e
 }
 
-// probe dials host, or waits for the dial already in progress for key, and
-// reports whether the container accepted the connection. err says why it
-// did not; it is ctx's error when the caller gave up waiting.
-func (p *prober) probe(ctx context.Context, key, host string) (bool, error) {
+// probe dials the container, or waits for the dial already in progress for
+// user, and returns the container if it accepted the connection. err says
+// why it did not; it is ctx's error when the caller gave up waiting.
+func (p *prober) probe(ctx context.Context, user, name, host string) (*containerEntry, error) {
 	p.mu.Lock()
-	e := p.entries[key]
-	if e != nil && e.call != nil {
-		c := e.call
+	if c := p.calls[user]; c != nil {
 		c.waiters++
 		p.mu.Unlock()
 		select {
 		case <-c.done:
-			return c.alive, c.err
+			return c.entry, c.err
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
-	if e == nil {
-		p.makeRoom()
-		e = &probeEntry{host: host}
-		p.entries[key] = e
-	}
 	c := &probeCall{done: make(chan struct{})}
-	e.call = c
+	p.calls[user] = c
 	p.mu.Unlock()
 
 	// The dial is not tied to ctx: other requests share its result, and
@@ -101,76 +101,91 @@ func (p *prober) probe(ctx context.Context, key, host string) (bool, error) {
 	conn, err := p.dial(host)
 	if err == nil {
 		conn.Close()
-		c.alive = true
+		c.entry = p.entryFor(user, name, host)
 	}
 	c.err = err
 
 	p.mu.Lock()
-	e.call = nil
+	delete(p.calls, user)
 	switch {
-	case c.alive && p.ttl > 0:
-		e.aliveUntil = time.Now().Add(p.ttl)
-	case p.entries[key] == e:
-		delete(p.entries, key)
-	}
-	p.mu.Unlock()
-	close(c.done)
-	return c.alive, c.err
-}
-
-// forget drops what is known of key's container, so that the next request
-// dials it again.
-func (p *prober) forget(key string) {
-	p.mu.Lock()
-	if e := p.entries[key]; e != nil {
-		if e.call == nil {
-			delete(p.entries, key)
-		} else {
-			e.aliveUntil = time.Time{}
+	case c.entry != nil && p.ttl > 0:
+		p.makeRoom()
+		if _, loaded := p.alive.Swap(user, c.entry); !loaded {
+			p.size++
+		}
+	case c.entry == nil:
+		if _, loaded := p.alive.LoadAndDelete(user); loaded {
+			p.size--
 		}
 	}
 	p.mu.Unlock()
+	close(c.done)
+	return c.entry, c.err
 }
 
-// waiters returns how many requests wait for the dial in progress for key.
-func (p *prober) waiters(key string) int {
+// entryFor returns a fresh entry for a container that just answered,
+// keeping the proxy of the previous entry for the same host.
+func (p *prober) entryFor(user, name, host string) *containerEntry {
+	e := &containerEntry{name: name, host: host, probedAt: time.Now()}
+	if v, ok := p.alive.Load(user); ok {
+		if old := v.(*containerEntry); old.host == host {
+			e.proxy = old.proxy
+		}
+	}
+	if e.proxy == nil {
+		e.proxy = p.newProxy(user, name, host)
+	}
+	return e
+}
+
+// forget drops what is known of the user's container, so that the next
+// request dials it again.
+func (p *prober) forget(user string) {
+	p.mu.Lock()
+	if _, loaded := p.alive.LoadAndDelete(user); loaded {
+		p.size--
+	}
+	p.mu.Unlock()
+}
+
+// waiters returns how many requests wait for the dial in progress for user.
+func (p *prober) waiters(user string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if e := p.entries[key]; e != nil && e.call != nil {
-		return e.call.waiters
+	if c := p.calls[user]; c != nil {
+		return c.waiters
 	}
 	return 0
 }
 
-// size returns the number of remembered containers.
-func (p *prober) size() int {
+// entries returns the number of remembered containers.
+func (p *prober) entries() int {
 	p.mu.Lock()
-	n := len(p.entries)
-	p.mu.Unlock()
-	return n
+	defer p.mu.Unlock()
+	return p.size
 }
 
 // makeRoom keeps the cache under maxEntries before an insert: it drops
 // expired entries and, if that is not enough, an eighth of the others, so
-// the cost of a full sweep is spread over many inserts. Entries with a dial
-// in progress stay. p.mu must be held.
+// the cost of a full sweep is spread over many inserts. p.mu must be held.
 func (p *prober) makeRoom() {
-	if len(p.entries) < p.maxEntries {
+	if p.size < p.maxEntries {
 		return
 	}
-	now := time.Now()
-	for k, e := range p.entries {
-		if e.call == nil && !now.Before(e.aliveUntil) {
-			delete(p.entries, k)
-		}
-	}
 	target := p.maxEntries - p.maxEntries/8 - 1
-	for k, e := range p.entries {
-		if len(p.entries) <= target {
-			break
+	p.alive.Range(func(key, value interface{}) bool {
+		if time.Since(value.(*containerEntry).probedAt) >= p.ttl {
+			p.alive.Delete(key)
+			p.size--
 		}
-		if e.call == nil {
-			delete(p.entries, k)
+		return true
+	})
+	p.alive.Range(func(key, value interface{}) bool {
+		if p.size <= target {
+			return false
 		}
-	}
+		p.alive.Delete(key)
+		p.size--
+		return true
+	})
 }

@@ -2,10 +2,10 @@ package director
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -39,21 +39,40 @@ func (d *dialer) DialContext(ctx context.Context, network, address string) (net.
 	return d.net.DialContext(ctx, network, address)
 }
 
-// sharedTransport carries the requests of every director in the process to
-// the containers. Traefik calls New for each router and on every
-// configuration reload, and never says when an instance is retired: a
-// transport per instance would strand its idle connections (and their
-// goroutines) on each reload, and make every reload dial every container
-// anew. Each request's dialer, with its instance's dial timeout, travels in
-// the request's context.
-var sharedTransport = newTransport()
+// Transports are shared by every director in the process with the same dial
+// timeout. Traefik calls New for each router and on every configuration
+// reload, and never says when an instance is retired: a transport per
+// instance would strand its idle connections (and their goroutines) on each
+// reload, and make every reload dial every container anew.
+var (
+	transportsMu sync.Mutex
+	transports   = make(map[time.Duration]*http.Transport)
+)
+
+// sharedTransport returns the process's transport for a dial timeout.
+func sharedTransport(dialTimeout time.Duration) *http.Transport {
+	transportsMu.Lock()
+	defer transportsMu.Unlock()
+	t := transports[dialTimeout]
+	if t == nil {
+		dl := newDialer(dialTimeout)
+		t = newTransport(func(ctx context.Context, network, address string) (net.Conn, error) {
+			return dl.DialContext(ctx, network, address)
+		})
+		transports[dialTimeout] = t
+	}
+	return t
+}
 
 // sharedBuffers are the proxies' copy buffers, kept across reloads too.
 var sharedBuffers = &bufferPool{}
 
-func newTransport() *http.Transport {
+// newTransport returns a transport for proxying to containers. dial is a
+// closure, not a method value: Yaegi cannot assign a method value to a
+// func field of a compiled type.
+func newTransport(dial func(ctx context.Context, network, address string) (net.Conn, error)) *http.Transport {
 	return &http.Transport{
-		DialContext:         dialContainer,
+		DialContext:         dial,
 		MaxIdleConnsPerHost: maxIdleConnsPerHost,
 		IdleConnTimeout:     90 * time.Second,
 		// Bodies pass as the container sent them; asking for gzip would
@@ -64,58 +83,46 @@ func newTransport() *http.Transport {
 	}
 }
 
-// dialContainer dials with the dialer of the director whose request it is.
-func dialContainer(ctx context.Context, network, address string) (net.Conn, error) {
-	a, _ := ctx.Value(attemptKey{}).(*attempt)
-	if a == nil {
-		return nil, errNoAttempt
-	}
-	return a.dialer.DialContext(ctx, network, address)
-}
-
-var errNoAttempt = errors.New("container-director: a request to a container without its director")
-
-// newReverseProxy builds a director's proxy. The target of each request
-// travels in its context as an *attempt; so does the proxy error, for
-// ServeHTTP to act on. The proxy's own messages go to the standard logger,
-// on stderr: Yaegi cannot hand it a *log.Logger made by interpreted code.
-func newReverseProxy(transport http.RoundTripper) *httputil.ReverseProxy {
-	// Through variables of the interface types: Yaegi cannot put an
-	// interpreted value into a compiled interface field of a composite
-	// literal.
+// newReverseProxy builds the proxy for one container, at host.
+//
+// Its Director is the compiled one of httputil.NewSingleHostReverseProxy, so
+// no interpreted code runs between the proxy and the transport. It leaves
+// the incoming Host and the X-Forwarded-Proto/-Host/-Port headers set by
+// Traefik as they are, and appends the client to X-Forwarded-For. onError is
+// called, before anything of a response is written, when the container does
+// not answer. The proxy's own messages go to the standard logger, on stderr:
+// Yaegi cannot hand it a *log.Logger made by interpreted code.
+func newReverseProxy(host string, transport http.RoundTripper, onError func(http.ResponseWriter, *http.Request, error)) *httputil.ReverseProxy {
+	p := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: host})
+	p.Transport = transport
+	// Through a variable of the interface type: Yaegi cannot put an
+	// interpreted value straight into a compiled interface field.
 	var buffers httputil.BufferPool = sharedBuffers
-	return &httputil.ReverseProxy{
-		Director:     direct,
-		Transport:    transport,
-		BufferPool:   buffers,
-		ErrorHandler: recordError,
-	}
+	p.BufferPool = buffers
+	p.ErrorHandler = onError
+	return p
 }
 
-// direct points the outgoing request at the container. The incoming Host
-// and the X-Forwarded-Proto/-Host/-Port headers set by Traefik pass
-// unchanged; the proxy appends the client to X-Forwarded-For.
-func direct(out *http.Request) {
-	a, _ := out.Context().Value(attemptKey{}).(*attempt)
-	if a == nil {
+// unproxy undoes, on the proxy's outgoing copy of a request, what the proxy
+// did to it, so that it can go on to the spawner as it came in: the URL
+// points nowhere again and the client the proxy appended to
+// X-Forwarded-For is removed (Traefik's service proxy appends it again).
+func unproxy(out *http.Request) {
+	out.URL.Scheme, out.URL.Host = "", ""
+	if out.Body == nil {
+		out.Body = http.NoBody
+	}
+	clientIP, _, err := net.SplitHostPort(out.RemoteAddr)
+	if err != nil {
 		return
 	}
-	out.URL.Scheme = "http"
-	out.URL.Host = a.host
-	if _, ok := out.Header["User-Agent"]; !ok {
-		// An empty value keeps the transport from adding its own.
-		out.Header.Set("User-Agent", "")
+	xff := out.Header.Get("X-Forwarded-For")
+	switch {
+	case xff == clientIP:
+		out.Header.Del("X-Forwarded-For")
+	case len(xff) > len(clientIP)+2 && xff[len(xff)-len(clientIP)-2:] == ", "+clientIP:
+		out.Header.Set("X-Forwarded-For", xff[:len(xff)-len(clientIP)-2])
 	}
-}
-
-// recordError keeps the proxy error for ServeHTTP, which decides between the
-// spawner and a 502. The proxy calls it before writing any response.
-func recordError(rw http.ResponseWriter, out *http.Request, err error) {
-	if a, _ := out.Context().Value(attemptKey{}).(*attempt); a != nil {
-		a.err = err
-		return
-	}
-	rw.WriteHeader(http.StatusBadGateway)
 }
 
 // bufferPool reuses the proxy's copy buffers instead of allocating one for
@@ -124,17 +131,18 @@ type bufferPool struct {
 	pool sync.Pool
 }
 
+// Get and Put are called from compiled code: under Yaegi each call
+// allocates the function's frame, so they are kept to a statement or two.
+
+// Get returns a copy buffer.
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.pool.Get().(*[]byte); ok {
-		return *v
+	if v := b.pool.Get(); v != nil {
+		return *v.(*[]byte)
 	}
 	return make([]byte, copyBufferSize)
 }
 
+// Put keeps buf for reuse. The proxy returns only buffers from Get.
 func (b *bufferPool) Put(buf []byte) {
-	if cap(buf) != copyBufferSize {
-		return
-	}
-	buf = buf[:copyBufferSize]
 	b.pool.Put(&buf)
 }

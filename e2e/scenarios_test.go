@@ -158,8 +158,17 @@ func TestKilledContainerGoesToSpawner(t *testing.T) {
 		if resp.StatusCode != http.StatusServiceUnavailable || string(body) != "spawner: vscode-frank" {
 			t.Fatalf("status %d body %q, want the spawner, not a 502", resp.StatusCode, body)
 		}
-		if got := env.spawner.since(before); len(got) != 1 || got[0].URI != "/after-kill" {
+		got := env.spawner.since(before)
+		if len(got) != 1 || got[0].URI != "/after-kill" || got[0].Host != "plain.test" {
 			t.Fatalf("spawner got %+v", got)
+		}
+		// As a request handed on without proxying would have it: the
+		// client once, appended by Traefik's service proxy.
+		if xff := strings.Join(got[0].Header.Values("X-Forwarded-For"), ", "); xff != "127.0.0.1" {
+			t.Errorf("spawner got X-Forwarded-For %q, want the client once", xff)
+		}
+		if v := got[0].Header.Values("X-Container-Name"); len(v) != 1 || v[0] != "vscode-frank" {
+			t.Errorf("spawner got X-Container-Name %q", v)
 		}
 	})
 	t.Run("POST with a body after kill gets 502", func(t *testing.T) {
