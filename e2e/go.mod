@@ -4,12 +4,15 @@ go 1.24.0
 
 require github.com/container-director/director v0.0.0
 
-require github.com/traefik/yaegi v0.16.1
+require (
+	github.com/oauth2-proxy/mockoidc v0.0.0-20261103160011-e06ed0b7cb7f
+	github.com/traefik/yaegi v0.16.1
+	gopkg.in/yaml.v3 v3.0.1
+)
 
 require (
 	github.com/go-jose/go-jose/v4 v4.1.8 // indirect
 	github.com/golang-jwt/jwt/v5 v5.2.0 // indirect
-	github.com/oauth2-proxy/mockoidc v0.0.0-20261103160011-e06ed0b7cb7f // indirect
 )
 
 replace github.com/container-director/director => ../

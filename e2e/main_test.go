@@ -31,6 +31,7 @@ var addrs = map[string]string{
 	"heidi":      "127.0.0.8", // killed while cached, with a body in flight
 	"dave":       "127.0.0.9", // SYNs dropped: dials hang until their timeout
 	"code-alice": "127.0.0.10",
+	janeLabel:    "127.0.2.1", // Jane.Doe@example.com escaped: sign-in tests
 }
 
 // loadUsers are the users of the load test.
@@ -72,6 +73,10 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		os.Setenv("E2E_TRAEFIK", bin)
+		if err := buildSignInTools(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: building the sign-in tools: %v\n", err)
+			os.Exit(1)
+		}
 		os.Exit(nstest.Main(m, hosts()))
 	}
 	os.Exit(runInside(m))
