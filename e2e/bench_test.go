@@ -148,7 +148,12 @@ func TestBench(t *testing.T) {
 	var out strings.Builder
 	w := tabwriter.NewWriter(&out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(w, "conns\troute\treq/s\tp50\tp99\tconns/1000 req\terrors\t\n")
-	for _, conns := range []int{32, 128} {
+	connCounts := []int{32, 128}
+	if os.Getenv("BENCH_QUICK") != "" {
+		// While tuning: one load level, the proxied pair only.
+		connCounts, pairs = connCounts[:1], pairs[:1]
+	}
+	for _, conns := range connCounts {
 		for _, pair := range pairs {
 			// Warm both routes: connections, probe cache, Yaegi.
 			runRound(pair[0], conns, time.Second)
