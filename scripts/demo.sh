@@ -117,6 +117,7 @@ http:
     oauth-auth:
       forwardAuth:
         address: http://$oauth2_addr/oauth2/auth
+        maxResponseBodySize: 65536
         authResponseHeaders:
           - X-Auth-Request-Preferred-Username
           - X-Auth-Request-User
@@ -239,6 +240,7 @@ inside() {
 	start oauth2-proxy "$bin/oauth2-proxy" \
 		--http-address="$oauth2_addr" \
 		--reverse-proxy=true \
+		--trusted-proxy-ip=127.0.0.1/32 \
 		--set-xauthrequest=true \
 		--upstream=static://202 \
 		--provider=oidc \
