@@ -46,10 +46,11 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# A clean environment, and no .env file: what the defaults in the files give.
+# A clean environment, and no .env file unless COMPOSE_ENV_FILE names one:
+# what the defaults in the files give.
 compose() {
 	env -i PATH="$PATH" HOME="$HOME" ${DOCKER_CONFIG:+DOCKER_CONFIG="$DOCKER_CONFIG"} \
-		docker compose --env-file /dev/null "$@"
+		docker compose --env-file "${COMPOSE_ENV_FILE:-/dev/null}" "$@"
 }
 
 failed=0
@@ -73,6 +74,15 @@ while IFS= read -r base; do
 			echo "FAIL docker compose ${args[*]} config"
 			failed=1
 			continue
+		fi
+		# The values the example's .env.example suggests must be valid too.
+		if [ -f "$dir/.env.example" ]; then
+			if COMPOSE_ENV_FILE="$dir/.env.example" compose "${args[@]}" config -q; then
+				echo "ok   docker compose --env-file $dir/.env.example ${args[*]} config"
+			else
+				echo "FAIL docker compose --env-file $dir/.env.example ${args[*]} config"
+				failed=1
+			fi
 		fi
 		json="$work/$(echo "$dir/$combo" | tr ' /' '+_').json"
 		compose "${args[@]}" config --format json >"$json"
