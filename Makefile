@@ -2,11 +2,11 @@
 GO ?= go
 
 # Modules of their own, so that the plugin's module stays standard-library only.
-SUBMODULES := e2e examples/spawner
+SUBMODULES := e2e examples/spawner examples/check
 
-.PHONY: test lint unit yaegi-test spawner-test e2e bench bench-hotpath demo
+.PHONY: test lint unit yaegi-test spawner-test check-examples e2e bench bench-hotpath demo
 
-test: lint unit yaegi-test spawner-test e2e
+test: lint unit yaegi-test spawner-test check-examples e2e
 
 lint:
 	@out="$$(gofmt -l . )"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -24,6 +24,11 @@ yaegi-test:
 spawner-test:
 	cd examples/spawner && $(GO) test -race -count=1 ./...
 
+# Every compose file through `docker compose config`, every director
+# middleware in the examples through New.
+check-examples:
+	scripts/check-examples.sh
+
 e2e:
 	cd e2e && $(GO) test -count=1 -v -timeout 45m ./...
 
@@ -32,7 +37,7 @@ bench:
 
 # Where the time of one proxied request goes: interpreted, compiled, plain proxy.
 bench-hotpath:
-	cd e2e && $(GO) test -count=1 -run '^$$' -bench HotPath -benchtime 5000x ./...
+	cd e2e && $(GO) test -count=1 -run '^$$' -bench HotPath -benchtime 5000x .
 
 demo:
 	scripts/demo.sh
