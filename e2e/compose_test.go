@@ -172,8 +172,8 @@ func (c *composeFile) service(name string) (composeService, error) {
 // serviceURL matches a URL naming a compose service by its host name.
 var serviceURL = regexp.MustCompile(`(https?://)([a-z0-9][a-z0-9_.-]*):([0-9]+)`)
 
-// relocate replaces, in s, URLs naming a compose service that services knows
-// with the test's address of that service.
+// relocate replaces, in s, each URL whose host is a compose service listed in
+// services with that service's test address.
 func relocate(s string, services map[string]string) string {
 	return serviceURL.ReplaceAllStringFunc(s, func(m string) string {
 		sub := serviceURL.FindStringSubmatch(m)
