@@ -353,9 +353,20 @@ experimental:
       moduleName: github.com/container-director/director
 `
 
-// startTraefik runs bin with the plugin from repoRoot in local mode. quiet
-// turns off the debug and access logs, which would dominate a benchmark.
-func startTraefik(bin, repoRoot string, cfg dynamicConfig, quiet bool) (*traefik, error) {
+// startTraefik runs bin with the plugin from this checkout in local mode and
+// cfg as its dynamic configuration. quiet turns off the debug and access
+// logs, which would dominate a benchmark.
+func startTraefik(bin string, cfg dynamicConfig, quiet bool) (*traefik, error) {
+	var b bytes.Buffer
+	if err := dynamicTemplate.Execute(&b, cfg); err != nil {
+		return nil, err
+	}
+	return launchTraefik(bin, b.Bytes(), quiet)
+}
+
+// launchTraefik runs bin with the plugin from this checkout in local mode,
+// watching a file provider that holds dynamic.
+func launchTraefik(bin string, dynamic []byte, quiet bool) (*traefik, error) {
 	dir, err := os.MkdirTemp("", "e2e-traefik-")
 	if err != nil {
 		return nil, err
@@ -364,11 +375,11 @@ func startTraefik(bin, repoRoot string, cfg dynamicConfig, quiet bool) (*traefik
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		return nil, err
 	}
-	if err := os.Symlink(repoRoot, filepath.Join(src, "director")); err != nil {
+	if err := os.Symlink(repoRoot(), filepath.Join(src, "director")); err != nil {
 		return nil, err
 	}
 	tr := &traefik{dir: dir, web: freeAddr(), api: freeAddr(), dynamic: filepath.Join(dir, "dynamic.yml"), logs: &syncBuffer{}, exited: make(chan struct{})}
-	if err := tr.writeDynamic(cfg); err != nil {
+	if err := writeFileAtomic(tr.dynamic, dynamic); err != nil {
 		return nil, err
 	}
 	level, accessLog := "DEBUG", "accessLog: {}"
@@ -400,11 +411,7 @@ func (tr *traefik) writeDynamic(cfg dynamicConfig) error {
 	if err := dynamicTemplate.Execute(&b, cfg); err != nil {
 		return err
 	}
-	tmp := tr.dynamic + ".tmp"
-	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, tr.dynamic)
+	return writeFileAtomic(tr.dynamic, b.Bytes())
 }
 
 func (tr *traefik) stop() {

@@ -142,7 +142,7 @@ func runInside(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "FAIL: auth: %v\n", err)
 		return 1
 	}
-	env.traefik, err = startTraefik(os.Getenv("E2E_TRAEFIK"), repoRoot(), baseConfig(), *benchFlag)
+	env.traefik, err = startTraefik(os.Getenv("E2E_TRAEFIK"), baseConfig(), *benchFlag)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
 		return 1

@@ -209,38 +209,7 @@ func startOAuth2Proxy(addr string, args, env []string) (*process, error) {
 // startTraefikDynamic runs Traefik with the plugin from this checkout in
 // local mode, as startTraefik does, with the given dynamic configuration.
 func startTraefikDynamic(bin string, dynamic []byte) (*traefik, error) {
-	dir, err := os.MkdirTemp("", "e2e-signin-traefik-")
-	if err != nil {
-		return nil, err
-	}
-	src := filepath.Join(dir, "plugins-local", "src", "github.com", "container-director")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.Symlink(repoRoot(), filepath.Join(src, "director")); err != nil {
-		return nil, err
-	}
-	tr := &traefik{dir: dir, web: freeAddr(), api: freeAddr(), dynamic: filepath.Join(dir, "dynamic.yml"), logs: &syncBuffer{}, exited: make(chan struct{})}
-	if err := writeFileAtomic(tr.dynamic, dynamic); err != nil {
-		return nil, err
-	}
-	static := filepath.Join(dir, "traefik.yml")
-	if err := os.WriteFile(static, []byte(fmt.Sprintf(staticTemplate, "DEBUG", "accessLog: {}", tr.web, tr.api, tr.dynamic)), 0o644); err != nil {
-		return nil, err
-	}
-	tr.cmd = exec.Command(bin, "--configFile="+static)
-	tr.cmd.Dir = dir
-	tr.cmd.Stdout = tr.logs
-	tr.cmd.Stderr = tr.logs
-	tr.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := tr.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting traefik: %w", err)
-	}
-	go func() {
-		tr.cmd.Wait()
-		close(tr.exited)
-	}()
-	return tr, nil
+	return launchTraefik(bin, dynamic, false)
 }
 
 func writeFileAtomic(path string, b []byte) error {
