@@ -146,13 +146,16 @@ func (d *director) route(rw http.ResponseWriter, req *http.Request) {
 // out is the proxy's outgoing copy of it. The proxy calls its ErrorHandler
 // before it writes anything of a response, so the request can still go on
 // to the spawner when it has no body; one with a body gets a 502, for its
-// body may already be gone.
+// body may already be gone. A client that went away says nothing about the
+// container, which stays cached.
 func (d *director) proxyFailed(rw http.ResponseWriter, out *http.Request, user, container string, err error) {
-	d.probes.forget(user)
-	switch {
-	case out.Context().Err() != nil:
+	if out.Context().Err() != nil {
 		d.debug.Printf("user=%q container=%q client gone: %v", user, container, err)
 		rw.WriteHeader(statusClientClosedRequest)
+		return
+	}
+	d.probes.forget(user)
+	switch {
 	case hasBody(out):
 		d.errs.Printf("user=%q container=%q stopped answering, request with a body: 502: %v", user, container, err)
 		plainError(rw, http.StatusBadGateway, "Bad Gateway: your container stopped answering while this request was sent. Reload the page to start it again.")

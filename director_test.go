@@ -740,6 +740,63 @@ func TestContainerDiesAfterCachedProbe(t *testing.T) {
 	}
 }
 
+func TestClientGoneKeepsContainerCached(t *testing.T) {
+	f := newFixture(t, nil)
+	received := make(chan struct{}, 1)
+	container := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			received <- struct{}{}
+			<-r.Context().Done()
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	f.mu.Lock()
+	f.containers["vscode-alice:8080"] = container
+	f.mu.Unlock()
+	if resp := f.do(http.MethodGet, "/", "alice", nil, nil); readBody(t, resp) != "ok" {
+		t.Fatalf("status %d, want the container's answer", resp.StatusCode)
+	}
+
+	// The client gives up before the container answers.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := httptest.NewRequest(http.MethodGet, "/slow", nil).WithContext(ctx)
+	req.Header.Set(identity, "alice")
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		f.director.ServeHTTP(rec, req)
+		close(done)
+	}()
+	select {
+	case <-received:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not reach the container")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("ServeHTTP did not return after the client went away")
+	}
+	if rec.Code != statusClientClosedRequest {
+		t.Errorf("status %d, want %d", rec.Code, statusClientClosedRequest)
+	}
+	if n := f.director.probes.entries(); n != 1 {
+		t.Errorf("%d cache entries after a client went away, want the live container still cached", n)
+	}
+	if resp := f.do(http.MethodGet, "/", "alice", nil, nil); readBody(t, resp) != "ok" {
+		t.Fatalf("next request: status %d, want the container's answer", resp.StatusCode)
+	}
+	if d := f.probeDials(); d != 1 {
+		t.Errorf("%d probe dials, want 1: a client going away says nothing about the container", d)
+	}
+	if n := f.spawner.count(); n != 0 {
+		t.Errorf("%d requests reached the spawner", n)
+	}
+}
+
 func TestProbeCacheIsBounded(t *testing.T) {
 	f := newFixture(t, nil)
 	f.director.probes.maxEntries = 16
