@@ -60,7 +60,9 @@ prepare() {
 	# Local plugin mode: Traefik loads ./plugins-local/src/<moduleName>.
 	local src="$dir/traefik/plugins-local/src/github.com/container-director"
 	mkdir -p "$src"
-	ln -s "$repo" "$src/director"
+	# -n: on a rerun in the same DEMO_LOG_DIR, replace the link instead of
+	# creating one inside the checkout it points to.
+	ln -sfn "$repo" "$src/director"
 
 	cat >"$dir/traefik/traefik.yml" <<EOF
 global:
