@@ -1,7 +1,6 @@
 package director
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/container-director/director/internal/ssetest"
 	"github.com/container-director/director/internal/wstest"
 )
 
@@ -544,15 +544,9 @@ func TestWebSocketThroughDirector(t *testing.T) {
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	for i := 0; i < 3; i++ {
 		msg := fmt.Sprintf("hello %d", i)
-		if err := conn.Write(wstest.OpText, []byte(msg)); err != nil {
-			t.Fatal(err)
-		}
-		op, got, err := conn.Read()
-		if err != nil {
-			t.Fatalf("reading echo: %v", err)
-		}
-		if op != wstest.OpText || string(got) != "alice:"+msg {
-			t.Fatalf("echo op %d %q, want text %q", op, got, "alice:"+msg)
+		got, err := conn.RoundTrip(msg)
+		if err != nil || got != "alice:"+msg {
+			t.Fatalf("echo %q, %v; want %q", got, err, "alice:"+msg)
 		}
 	}
 }
@@ -563,16 +557,7 @@ func TestServerSentEventsUnbuffered(t *testing.T) {
 	f.startContainer("vscode-alice:8080", "alice", release)
 	resp := f.do(http.MethodGet, "/events", "alice", nil, nil)
 	defer resp.Body.Close()
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if sc.Text() != "" {
-				lines <- sc.Text()
-			}
-		}
-		close(lines)
-	}()
+	lines := ssetest.Lines(resp.Body)
 	select {
 	case line := <-lines:
 		if line != "data: first from alice" {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/container-director/director/internal/ssetest"
 	"github.com/container-director/director/internal/wstest"
 )
 
@@ -323,16 +323,7 @@ func TestServerSentEventsUnbuffered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	lines := make(chan string, 4)
-	go func() {
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if sc.Text() != "" {
-				lines <- sc.Text()
-			}
-		}
-		close(lines)
-	}()
+	lines := ssetest.Lines(resp.Body)
 	select {
 	case line := <-lines:
 		if line != "data: first from bob" {
@@ -384,15 +375,9 @@ func TestWebSocketStaysOpen(t *testing.T) {
 	for i := 0; time.Since(start) < duration; i++ {
 		msg := fmt.Sprintf("keepalive %d at %v", i, time.Since(start).Round(time.Second))
 		conn.SetDeadline(time.Now().Add(30 * time.Second))
-		if err := conn.Write(wstest.OpText, []byte(msg)); err != nil {
-			t.Fatalf("after %v: writing: %v", time.Since(start), err)
-		}
-		op, got, err := conn.Read()
-		if err != nil {
-			t.Fatalf("after %v: reading: %v", time.Since(start), err)
-		}
-		if op != wstest.OpText || string(got) != "grace:"+msg {
-			t.Fatalf("after %v: echo op %d %q", time.Since(start), op, got)
+		got, err := conn.RoundTrip(msg)
+		if err != nil || got != "grace:"+msg {
+			t.Fatalf("after %v: echo %q, %v; want %q", time.Since(start), got, err, "grace:"+msg)
 		}
 		time.Sleep(interval)
 	}

@@ -370,15 +370,9 @@ func testSignedInWebSocket(t *testing.T, s *signInShape) {
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	for i := 0; i < 3; i++ {
 		msg := fmt.Sprintf("hello %d", i)
-		if err := conn.Write(wstest.OpText, []byte(msg)); err != nil {
-			t.Fatal(err)
-		}
-		op, got, err := conn.Read()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if op != wstest.OpText || string(got) != "bob:"+msg {
-			t.Fatalf("%s shape: WebSocket echo: op %d %q, want %q from bob's container", s.name, op, got, "bob:"+msg)
+		got, err := conn.RoundTrip(msg)
+		if err != nil || got != "bob:"+msg {
+			t.Fatalf("%s shape: WebSocket echo %q, %v; want %q from bob's container", s.name, got, err, "bob:"+msg)
 		}
 	}
 }

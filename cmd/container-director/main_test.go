@@ -485,15 +485,9 @@ func TestWebSocket(t *testing.T) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(waitLimit))
 	for _, msg := range []string{"hello", "again"} {
-		if err := conn.Write(wstest.OpText, []byte(msg)); err != nil {
-			t.Fatal(err)
-		}
-		op, got, err := conn.Read()
-		if err != nil {
-			t.Fatalf("reading the echo: %v", err)
-		}
-		if op != wstest.OpText || string(got) != "carol: "+msg {
-			t.Errorf("got frame %d %q, want text %q", op, got, "carol: "+msg)
+		got, err := conn.RoundTrip(msg)
+		if err != nil || got != "carol: "+msg {
+			t.Errorf("echo %q, %v; want %q", got, err, "carol: "+msg)
 		}
 	}
 }

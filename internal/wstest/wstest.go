@@ -190,6 +190,22 @@ func (c *Conn) Write(op byte, payload []byte) error {
 	return nil
 }
 
+// RoundTrip sends msg in a text frame and returns the text of the frame
+// that comes back.
+func (c *Conn) RoundTrip(msg string) (string, error) {
+	if err := c.Write(OpText, []byte(msg)); err != nil {
+		return "", err
+	}
+	op, reply, err := c.Read()
+	if err != nil {
+		return "", fmt.Errorf("reading the reply: %w", err)
+	}
+	if op != OpText {
+		return "", fmt.Errorf("reply in a frame of opcode %d, not text", op)
+	}
+	return string(reply), nil
+}
+
 // Read returns the next frame's opcode and payload.
 func (c *Conn) Read() (byte, []byte, error) {
 	var h [2]byte
