@@ -69,7 +69,7 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 		},
 		func(user, container, host string) *httputil.ReverseProxy {
 			return newReverseProxy(host, transport, func(rw http.ResponseWriter, out *http.Request, err error) {
-				d.proxyFailed(rw, out, user, container, err)
+				d.proxyFailed(rw, out, user, container, host, err)
 			})
 		},
 		s.probeCacheTTL,
@@ -143,15 +143,22 @@ func (d *director) route(rw http.ResponseWriter, req *http.Request) {
 }
 
 // proxyFailed answers a request whose container did not answer the proxy;
-// out is the proxy's outgoing copy of it. The proxy calls its ErrorHandler
+// out is the proxy's outgoing copy of it, pointed at host. The proxy calls its ErrorHandler
 // before it writes anything of a response, so the request can still go on
 // to the spawner when it has no body; one with a body gets a 502, for its
 // body may already be gone. A client that went away says nothing about the
 // container, which stays cached.
-func (d *director) proxyFailed(rw http.ResponseWriter, out *http.Request, user, container string, err error) {
+func (d *director) proxyFailed(rw http.ResponseWriter, out *http.Request, user, container, host string, err error) {
 	if out.Context().Err() != nil {
 		d.debug.Printf("user=%q container=%q client gone: %v", user, container, err)
 		rw.WriteHeader(statusClientClosedRequest)
+		return
+	}
+	if out.URL.Host != host {
+		// Not the outgoing copy: the proxy refused the request itself,
+		// before any dial (an Upgrade header that names no protocol).
+		d.debug.Printf("user=%q container=%q request refused by the proxy: 400: %v", user, container, err)
+		plainError(rw, http.StatusBadRequest, "Bad Request: the request asks for an invalid protocol upgrade.")
 		return
 	}
 	d.probes.forget(user)

@@ -118,7 +118,7 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 	d := f.director
 	f.director.probes.newProxy = func(user, container, host string) *httputil.ReverseProxy {
 		return newReverseProxy(host, transport, func(rw http.ResponseWriter, out *http.Request, err error) {
-			d.proxyFailed(rw, out, user, container, err)
+			d.proxyFailed(rw, out, user, container, host, err)
 		})
 	}
 	probeDial := f.director.probes.dial
@@ -1004,5 +1004,32 @@ func TestInstancesShareTransports(t *testing.T) {
 	}
 	if a.dialer.net.Timeout != time.Second || c.dialer.net.Timeout != 3*time.Second {
 		t.Errorf("probe dial timeouts %v and %v, want 1s and 3s", a.dialer.net.Timeout, c.dialer.net.Timeout)
+	}
+}
+
+func TestInvalidUpgradeKeepsContainerCached(t *testing.T) {
+	f := newFixture(t, nil)
+	f.startContainer("vscode-alice:8080", "alice", nil)
+	readEcho(t, f.do(http.MethodGet, "/", "alice", nil, nil))
+
+	// An Upgrade the proxy refuses before it dials: the container is fine.
+	req := httptest.NewRequest(http.MethodGet, "/ws", nil)
+	req.Header.Set(identity, "alice")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "\x80x")
+	rec := httptest.NewRecorder()
+	f.director.ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "invalid protocol upgrade") {
+		t.Fatalf("status %d body %q, want 400 about the upgrade", rec.Code, rec.Body)
+	}
+	if n := f.spawner.count(); n != 0 {
+		t.Errorf("%d requests reached the spawner", n)
+	}
+	if n := f.director.probes.entries(); n != 1 {
+		t.Errorf("%d cache entries, want alice's container still cached", n)
+	}
+	readEcho(t, f.do(http.MethodGet, "/", "alice", nil, nil))
+	if d := f.probeDials(); d != 1 {
+		t.Errorf("%d probe dials, want 1: a refused upgrade says nothing about the container", d)
 	}
 }
