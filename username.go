@@ -1,6 +1,9 @@
 package director
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // The name → host mapping.
 //
@@ -45,27 +48,28 @@ func containerLabel(name string, escape bool, room int) (string, error) {
 // isStrictName reports whether name is a non-empty lowercase DNS-label part
 // that neither starts nor ends with '-'.
 func isStrictName(name string) bool {
-	if name == "" || name[0] == '-' || name[len(name)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		if !isLabelByte(name[i]) {
-			return false
-		}
-	}
-	return true
+	// One call into compiled code, not a loop: this runs for every request
+	// whose container is not cached, and Yaegi makes loops costly.
+	return name != "" && name[0] != '-' && name[len(name)-1] != '-' && strings.Trim(name, labelBytes) == ""
 }
+
+// labelBytes are the bytes of a lowercase DNS label; plainBytes those
+// escapeName keeps as they are.
+const (
+	labelBytes = plainBytes + "-"
+	plainBytes = "abcdefghijklmnopqrstuvwxyz0123456789"
+)
 
 // escapeName maps any name injectively to the bytes a-z, 0-9 and '-'.
 func escapeName(name string) string {
+	if strings.Trim(name, plainBytes) == "" {
+		return name
+	}
 	n := 0
 	for i := 0; i < len(name); i++ {
 		if !isPlainByte(name[i]) {
 			n++
 		}
-	}
-	if n == 0 {
-		return name
 	}
 	buf := make([]byte, 0, len(name)+2*n)
 	for i := 0; i < len(name); i++ {
