@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1031,5 +1033,58 @@ func TestInvalidUpgradeKeepsContainerCached(t *testing.T) {
 	readEcho(t, f.do(http.MethodGet, "/", "alice", nil, nil))
 	if d := f.probeDials(); d != 1 {
 		t.Errorf("%d probe dials, want 1: a refused upgrade says nothing about the container", d)
+	}
+}
+
+// TestManifestTestData checks .traefik.yml as the plugin catalog reads it:
+// the import path, and a testData block that sets every configuration key
+// and that New accepts without the network.
+func TestManifestTestData(t *testing.T) {
+	raw, err := os.ReadFile(".traefik.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := make(map[string]string)
+	testData := make(map[string]interface{})
+	inTestData := false
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		indented := strings.HasPrefix(line, " ")
+		key, value, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		value = strings.TrimSpace(value)
+		if !indented {
+			top[key] = value
+			inTestData = key == "testData"
+			continue
+		}
+		if !inTestData {
+			continue
+		}
+		if n, err := strconv.Atoi(value); err == nil {
+			testData[key] = n
+		} else {
+			testData[key] = strings.Trim(value, `"`)
+		}
+	}
+	if top["type"] != "middleware" || top["import"] != "github.com/container-director/director" || top["displayName"] == "" {
+		t.Errorf("manifest type %q import %q displayName %q", top["type"], top["import"], top["displayName"])
+	}
+	for _, key := range []string{"containerHostPrefix", "containerPort", "containerDomain", "usernameHeader", "usernamePolicy", "dialTimeout", "probeCacheTTL"} {
+		if _, ok := testData[key]; !ok {
+			t.Errorf("testData does not set %s", key)
+		}
+	}
+	cfg := CreateConfig()
+	b, _ := json.Marshal(testData)
+	if err := json.Unmarshal(b, cfg); err != nil {
+		t.Fatalf("testData %s does not decode into Config: %v", b, err)
+	}
+	if _, err := New(context.Background(), &spawner{}, cfg, "catalog"); err != nil {
+		t.Fatalf("New on testData: %v", err)
 	}
 }
