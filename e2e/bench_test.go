@@ -5,7 +5,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,6 +138,7 @@ func TestBench(t *testing.T) {
 		round = d
 	}
 	const rounds = 3
+	pinned := pinCPUs(t)
 	pairs := [][2]route{
 		{
 			{name: "direct to the container", host: "direct.test", status: http.StatusOK},
@@ -184,7 +188,7 @@ func TestBench(t *testing.T) {
 		}
 	}
 	w.Flush()
-	t.Logf("rounds of %v, %d of each route alternating, keep-alive connections:\n%s", round, rounds, out.String())
+	t.Logf("rounds of %v, %d of each route alternating, keep-alive connections; %s:\n%s", round, rounds, pinned, out.String())
 	fmt.Println(out.String())
 }
 
@@ -213,4 +217,33 @@ func profileTraefik(t *testing.T, path string, d time.Duration) chan struct{} {
 		io.Copy(f, resp.Body)
 	}()
 	return done
+}
+
+// pinCPUs puts Traefik on the last CPU and this process (the load and the
+// backends) on the others, when there are at least two, so that Traefik's
+// own cost per request decides the figures and the two sides do not steal
+// each other's time slices. It returns what it did, for the report.
+func pinCPUs(t *testing.T) string {
+	n := runtime.NumCPU()
+	if n < 2 || os.Getenv("BENCH_NO_PIN") != "" {
+		return "processes not pinned"
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		return "processes not pinned (no taskset)"
+	}
+	last := strconv.Itoa(n - 1)
+	rest := "0"
+	if n > 2 {
+		rest = "0-" + strconv.Itoa(n-2)
+	}
+	for _, args := range [][]string{
+		{"-a", "-p", "-c", last, strconv.Itoa(env.traefik.cmd.Process.Pid)},
+		{"-a", "-p", "-c", rest, strconv.Itoa(os.Getpid())},
+	} {
+		if out, err := exec.Command("taskset", args...).CombinedOutput(); err != nil {
+			t.Logf("taskset %v: %v: %s", args, err, out)
+			return "processes not pinned (taskset failed)"
+		}
+	}
+	return fmt.Sprintf("Traefik pinned to CPU %s, load generator and backends to CPU %s", last, rest)
 }
