@@ -141,7 +141,7 @@ func TestDownContainerReachesSpawner(t *testing.T) {
 			if got[0].URI != "/?folder=/home/"+test.user || got[0].Host != "plain.test" {
 				t.Errorf("spawner got %s%s, want the original host and URI", got[0].Host, got[0].URI)
 			}
-			// The bound: the dial timeout plus a small margin.
+			// The bound: the dial timeout plus a small margin for the hand-off.
 			if limit := dialTimeout + time.Second; elapsed > limit {
 				t.Errorf("hand-off took %v, more than dialTimeout %v plus a margin", elapsed, dialTimeout)
 			}
