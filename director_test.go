@@ -100,11 +100,17 @@ type fixture struct {
 	dials      int64
 }
 
+// vscodeConfig returns the defaults with the prefix "vscode".
+func vscodeConfig() *Config {
+	cfg := CreateConfig()
+	cfg.ContainerHostPrefix = "vscode"
+	return cfg
+}
+
 func newFixture(t *testing.T, cfg *Config) *fixture {
 	t.Helper()
 	if cfg == nil {
-		cfg = CreateConfig()
-		cfg.ContainerHostPrefix = "vscode"
+		cfg = vscodeConfig()
 	}
 	f := &fixture{t: t, spawner: &spawner{}, containers: make(map[string]*httptest.Server)}
 	h, err := New(context.Background(), f.spawner, cfg, "test")
@@ -278,8 +284,7 @@ func TestNew(t *testing.T) {
 	for _, test := range testCases {
 		test := test
 		t.Run(test.desc, func(t *testing.T) {
-			cfg := CreateConfig()
-			cfg.ContainerHostPrefix = "vscode"
+			cfg := vscodeConfig()
 			test.update(cfg)
 			h, err := New(context.Background(), &spawner{}, cfg, "test")
 			if test.expectedError == "" {
@@ -308,16 +313,14 @@ func TestNewNilConfigAndNext(t *testing.T) {
 	if _, err := New(context.Background(), &spawner{}, nil, "test"); err == nil {
 		t.Error("New with a nil config: no error")
 	}
-	cfg := CreateConfig()
-	cfg.ContainerHostPrefix = "vscode"
+	cfg := vscodeConfig()
 	if _, err := New(context.Background(), nil, cfg, "test"); err == nil {
 		t.Error("New with a nil next handler: no error")
 	}
 }
 
 func TestCompiledSettings(t *testing.T) {
-	cfg := CreateConfig()
-	cfg.ContainerHostPrefix = "vscode"
+	cfg := vscodeConfig()
 	cfg.ContainerDomain = "Workspaces.Svc.Cluster.Local"
 	cfg.ContainerPort = 3000
 	cfg.UsernameHeader = "x-auth-request-preferred-username"
@@ -338,8 +341,7 @@ func TestCompiledSettings(t *testing.T) {
 
 func TestNewStartsNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
-	cfg := CreateConfig()
-	cfg.ContainerHostPrefix = "vscode"
+	cfg := vscodeConfig()
 	for i := 0; i < 50; i++ {
 		if _, err := New(context.Background(), &spawner{}, cfg, "test"); err != nil {
 			t.Fatal(err)
@@ -372,8 +374,7 @@ func TestRejects(t *testing.T) {
 	for _, test := range testCases {
 		test := test
 		t.Run(test.desc, func(t *testing.T) {
-			cfg := CreateConfig()
-			cfg.ContainerHostPrefix = "vscode"
+			cfg := vscodeConfig()
 			if test.escape {
 				cfg.UsernamePolicy = PolicyEscape
 			}
@@ -435,8 +436,7 @@ func TestRoutesEachUserToTheirContainer(t *testing.T) {
 }
 
 func TestEscapePolicyRoutes(t *testing.T) {
-	cfg := CreateConfig()
-	cfg.ContainerHostPrefix = "vscode"
+	cfg := vscodeConfig()
 	cfg.UsernamePolicy = PolicyEscape
 	f := newFixture(t, cfg)
 	f.startContainer("vscode-jane-2edoe-40example-2ecom:8080", "jane", nil)
@@ -622,8 +622,7 @@ func TestConcurrentRequestsShareOneProbe(t *testing.T) {
 }
 
 func TestProbeCacheExpires(t *testing.T) {
-	cfg := CreateConfig()
-	cfg.ContainerHostPrefix = "vscode"
+	cfg := vscodeConfig()
 	cfg.ProbeCacheTTL = "200ms"
 	f := newFixture(t, cfg)
 	f.startContainer("vscode-alice:8080", "alice", nil)
@@ -640,8 +639,7 @@ func TestProbeCacheExpires(t *testing.T) {
 }
 
 func TestZeroTTLProbesEveryRequest(t *testing.T) {
-	cfg := CreateConfig()
-	cfg.ContainerHostPrefix = "vscode"
+	cfg := vscodeConfig()
 	cfg.ProbeCacheTTL = "0s"
 	f := newFixture(t, cfg)
 	f.startContainer("vscode-alice:8080", "alice", nil)
@@ -947,8 +945,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 		io.WriteString(w, "ok")
 	}))
 	defer container.Close()
-	cfg := CreateConfig()
-	cfg.ContainerHostPrefix = "vscode"
+	cfg := vscodeConfig()
 	h, err := New(context.Background(), &spawner{}, cfg, "bench")
 	if err != nil {
 		b.Fatal(err)
@@ -980,8 +977,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 
 func TestInstancesShareTransports(t *testing.T) {
 	newDirector := func(dialTimeout string) *director {
-		cfg := CreateConfig()
-		cfg.ContainerHostPrefix = "vscode"
+		cfg := vscodeConfig()
 		cfg.DialTimeout = dialTimeout
 		h, err := New(context.Background(), &spawner{}, cfg, "test")
 		if err != nil {

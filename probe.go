@@ -16,8 +16,9 @@ const maxProbeEntries = 10000
 // container at most once at a time (concurrent callers share the dial) and
 // trusts a successful dial for ttl.
 //
-// A request for a container found alive costs one lookup in a sync.Map and
-// one clock read: under Yaegi every call into compiled code is costly.
+// ServeHTTP reads alive directly: a request for a container found alive
+// costs one lookup in a sync.Map and one clock read, as under Yaegi every
+// call into compiled code is costly.
 type prober struct {
 	// dial opens a TCP connection to a container's "host:port" within
 	// dialTimeout.
@@ -61,20 +62,6 @@ func newProber(dial func(address string) (net.Conn, error), newProxy func(user, 
 		maxEntries: maxProbeEntries,
 		calls:      make(map[string]*probeCall),
 	}
-}
-
-// fresh returns the container of the user if it answered within ttl.
-// ServeHTTP does the same inline.
-func (p *prober) fresh(user string) *containerEntry {
-	v, ok := p.alive.Load(user)
-	if !ok {
-		return nil
-	}
-	e := v.(*containerEntry)
-	if time.Since(e.probedAt) >= p.ttl {
-		return nil
-	}
-	return e
 }
 
 // probe dials the container, or waits for the dial already in progress for

@@ -290,6 +290,25 @@ func startShapeCommon(t *testing.T, s *signInShape) {
 	})
 }
 
+// startExampleOAuth2Proxy runs OAuth2 Proxy on addr with the flags and
+// environment of the example's oauth2-proxy service, its service addresses
+// replaced by the test's.
+func startExampleOAuth2Proxy(t *testing.T, s *signInShape, c *composeFile, example, addr string, services map[string]string) *process {
+	t.Helper()
+	svc, err := c.service("oauth2-proxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, env := oauth2ProxyArgs(svc, addr, services)
+	proxy, err := startOAuth2Proxy(addr, args, env)
+	if err != nil {
+		t.Fatalf("OAuth2 Proxy with the flags of %s: %v", example, err)
+	}
+	t.Cleanup(proxy.stop)
+	s.addLog(func() string { return proxy.tail(30) })
+	return proxy
+}
+
 // startTraefikShape runs examples/compose: Traefik with the labels of
 // compose.yml, OAuth2 Proxy with its flags, the spawner stand-in as the
 // router's service.
@@ -304,17 +323,7 @@ func startTraefikShape(t *testing.T) *signInShape {
 	}
 	proxyAddr := freeAddr()
 	services := map[string]string{"oauth2-proxy": proxyAddr, "spawner": s.spawner.addr}
-	svc, err := c.service("oauth2-proxy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	args, env := oauth2ProxyArgs(svc, proxyAddr, services)
-	proxy, err := startOAuth2Proxy(proxyAddr, args, env)
-	if err != nil {
-		t.Fatalf("OAuth2 Proxy with the flags of %s: %v", example, err)
-	}
-	t.Cleanup(proxy.stop)
-	s.addLog(func() string { return proxy.tail(30) })
+	startExampleOAuth2Proxy(t, s, c, example, proxyAddr, services)
 
 	dynamic, err := traefikDynamic(c, services)
 	if err != nil {
@@ -396,17 +405,7 @@ func startStandaloneShape(t *testing.T) *signInShape {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := c.service("oauth2-proxy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	args, env := oauth2ProxyArgs(svc, proxyAddr, services)
-	proxy, err := startOAuth2Proxy(proxyAddr, args, env)
-	if err != nil {
-		t.Fatalf("OAuth2 Proxy with the flags of %s: %v", example, err)
-	}
-	t.Cleanup(proxy.stop)
-	s.addLog(func() string { return proxy.tail(30) })
+	proxy := startExampleOAuth2Proxy(t, s, c, example, proxyAddr, services)
 	s.entry = proxyAddr
 	waitSignInReady(t, s, proxy.alive)
 	return s
