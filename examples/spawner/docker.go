@@ -274,6 +274,7 @@ func (d *dockerBackend) Create(ctx context.Context, name, user string) error {
 		if perr := d.pull(ctx); perr != nil {
 			return fmt.Errorf("creating container %q: %w", name, perr)
 		}
+		reportProgress(ctx, Progress{Stage: stageCreating})
 		resp, err = d.do(ctx, http.MethodPost, "/containers/create", query, body)
 	}
 	if statusOf(err) == http.StatusConflict {
@@ -310,11 +311,11 @@ func (d *dockerBackend) pull(ctx context.Context) error {
 		return fmt.Errorf("pulling image %q: %w", d.cfg.Image, err)
 	}
 	defer discard(resp)
+	reportProgress(ctx, Progress{Stage: stagePulling, Detail: d.cfg.Image})
+	var bytes pullCounter
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var msg struct {
-			Error string `json:"error"`
-		}
+		var msg pullMessage
 		if err := dec.Decode(&msg); err == io.EOF {
 			return nil
 		} else if err != nil {
@@ -323,6 +324,8 @@ func (d *dockerBackend) pull(ctx context.Context) error {
 		if msg.Error != "" {
 			return fmt.Errorf("pulling image %q: %s", d.cfg.Image, msg.Error)
 		}
+		current, total := bytes.add(msg)
+		reportProgress(ctx, Progress{Stage: stagePulling, Current: current, Total: total})
 	}
 }
 

@@ -56,6 +56,11 @@ type HandlerConfig struct {
 	Logger *slog.Logger
 	// Now returns the current time. Default: time.Now.
 	Now func() time.Time
+	// ContainerPort is the port the containers answer on, dialled to see
+	// when one answers. Default: 8080.
+	ContainerPort int
+	// Theme is the pages' look. Default: NewTheme(ThemeSettings{}).
+	Theme Theme
 }
 
 // handler is the spawner's http.Handler. It is reached by the director when
@@ -74,6 +79,8 @@ type handler struct {
 	mu       sync.Mutex
 	ops      map[string]*operation
 	failures map[string]failure
+
+	progress *tracker
 }
 
 var _ http.Handler = (*handler)(nil)
@@ -130,11 +137,18 @@ func NewHandler(backend Backend, cfg HandlerConfig) (*handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.ContainerPort == 0 {
+		cfg.ContainerPort = 8080
+	}
+	if cfg.Theme.Product == "" {
+		cfg.Theme, _ = NewTheme(ThemeSettings{})
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &handler{
 		cfg: cfg, backend: backend, log: cfg.Logger,
 		ctx: ctx, cancel: cancel,
 		ops: map[string]*operation{}, failures: map[string]failure{},
+		progress: newTracker(cfg.Now),
 	}, nil
 }
 
@@ -231,6 +245,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := h.userFor(r, name)
+	if r.URL.Path == statusPath {
+		h.serveStatus(w, r, name)
+		return
+	}
 	if r.Method == http.MethodPost && isRestartPost(w, r) {
 		h.serveRestart(w, r, name, user)
 		return
@@ -310,16 +328,20 @@ func (h *handler) begin(name, user, stage, action string, run func(ctx context.C
 	op = &operation{stage: stage, done: make(chan struct{})}
 	h.ops[name] = op
 	delete(h.failures, name)
+	h.progress.begin(name, stage)
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
 		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.OperationTimeout)
 		defer cancel()
+		ctx = withProgress(ctx, func(p Progress) { h.progress.report(name, p) })
 		err := run(ctx, func(s string) {
 			h.mu.Lock()
 			op.stage = s
 			h.mu.Unlock()
+			h.progress.report(name, Progress{Stage: s})
 		})
+		h.progress.end(name, err)
 		h.mu.Lock()
 		delete(h.ops, name)
 		if err != nil {
@@ -456,7 +478,7 @@ func (h *handler) servePageLoad(w http.ResponseWriter, r *http.Request, name, us
 			h.decision(name, user, "not found", "error page: "+f.action+" failed")
 			h.renderError(w, r, errorView{
 				Title: "Your workspace could not be created", Name: name, User: user,
-				Reason: "Creating or starting the container failed a moment ago.",
+				Reason: h.failureReason(name, "Creating or starting the container failed a moment ago."),
 				Advice: "Try again. If it keeps failing, ask your administrator to look at the spawner's log.",
 				Button: "Try again", CanRestart: true,
 			}, http.StatusBadGateway)
@@ -490,7 +512,7 @@ func (h *handler) servePageLoad(w http.ResponseWriter, r *http.Request, name, us
 		if f, ok := h.recentFailure(name); ok {
 			h.decision(name, user, describe(st), "error page: "+f.action+" failed")
 			h.renderStateError(w, r, st, user, verdict{title: "Your workspace could not be started",
-				reason: "Starting the container failed a moment ago."})
+				reason: h.failureReason(name, "Starting the container failed a moment ago.")})
 			return
 		}
 		h.beginStart(name, user)
@@ -650,8 +672,8 @@ func sameOrigin(r *http.Request) bool {
 
 // renderLoading writes the loading page: 503, Retry-After, no-store.
 func (h *handler) renderLoading(w http.ResponseWriter, name, user, stage string) {
-	v := newLoadingView(name, user, stage)
-	v.Nonce = newNonce()
+	v := loadingView{Name: name, User: user, Progress: h.loadingProgress(name, stage), Refresh: refreshSeconds,
+		Status: statusPath, Header: spawnerHeader, Theme: h.cfg.Theme, Nonce: newNonce()}
 	w.Header().Set("Retry-After", strconv.Itoa(refreshSeconds))
 	if err := renderPage(w, loadingTemplate, v, v.Nonce, http.StatusServiceUnavailable); err != nil {
 		h.log.Error("rendering loading page", "container", name, "error", err)
@@ -686,7 +708,7 @@ func (h *handler) renderStateError(w http.ResponseWriter, r *http.Request, st St
 
 // renderError writes an error page; it fills in the restart form's fields.
 func (h *handler) renderError(w http.ResponseWriter, r *http.Request, v errorView, status int) {
-	v.Nonce = newNonce()
+	v.Nonce, v.Theme = newNonce(), h.cfg.Theme
 	if v.CanRestart {
 		v.Action, v.TokenField, v.Token = actionField, tokenField, h.token(v.Name)
 		if v.Button == "" {

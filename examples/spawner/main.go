@@ -53,6 +53,7 @@ type config struct {
 	hostsFile       string
 	workspaceDelay  time.Duration
 	shutdownTimeout time.Duration
+	theme           ThemeSettings
 }
 
 // parseConfig reads flags, with environment variables as their defaults.
@@ -117,6 +118,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.hostsFile, "hosts-file", str("SPAWNER_HOSTS_FILE", ""), "process backend: hosts file to append \"ADDR NAME\" to (env SPAWNER_HOSTS_FILE)")
 	fs.DurationVar(&c.workspaceDelay, "workspace-start-delay", dur("SPAWNER_WORKSPACE_START_DELAY", 0), "process backend: -start-delay of the built-in workspace (env SPAWNER_WORKSPACE_START_DELAY)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", dur("SPAWNER_SHUTDOWN_TIMEOUT", 10*time.Second), "how long to wait for requests on shutdown (env SPAWNER_SHUTDOWN_TIMEOUT)")
+	themeFlags(fs, str, &c.theme)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -179,8 +181,14 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	defer closeBackend()
 
+	theme, err := NewTheme(c.theme)
+	if err != nil {
+		fmt.Fprintf(stderr, "spawner: %v\n", err)
+		return 2
+	}
 	h, err := NewHandler(backend, HandlerConfig{
 		Prefix: c.prefix, UsernameHeader: c.usernameHeader, StartGrace: c.startGrace, Logger: logger,
+		ContainerPort: c.containerPort, Theme: theme,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "spawner: %v\n", err)
