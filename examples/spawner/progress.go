@@ -179,7 +179,7 @@ func (t *tracker) failedStage(name string) (stage string, after time.Duration, o
 type progressView struct {
 	// State is "progress" (keep waiting), "ready" (the container answers:
 	// load the page), "error" (load the page: it is the error page) or
-	// "gone" (nothing is being started: load the page to start it).
+	// "reload" (nothing is being started: load the page to start it).
 	State   string      `json:"state"`
 	Stage   string      `json:"stage"`
 	Label   string      `json:"label"`
@@ -266,41 +266,30 @@ func stageLabel(stage string) string {
 	return stage
 }
 
-// pullMessage is one line of the engine's image pull stream (the JSON
-// messages of POST /images/create).
-type pullMessage struct {
-	ID             string `json:"id"`
-	Status         string `json:"status"`
-	ProgressDetail struct {
-		Current int64 `json:"current"`
-		Total   int64 `json:"total"`
-	} `json:"progressDetail"`
-	Error string `json:"error"`
-}
-
 // pullCounter adds up the bytes of an image pull over its layers: the
 // engine reports each layer's download on its own.
 type pullCounter struct {
 	layers map[string][2]int64 // id: bytes done, bytes in all
 }
 
-// add takes one message and returns the bytes done and in all so far; a
-// layer counts once its size is known.
-func (c *pullCounter) add(m pullMessage) (current, total int64) {
+// add takes one message of the engine's pull stream (layer id, status and
+// progress detail) and returns the bytes done and in all so far; a layer
+// counts once its size is known.
+func (c *pullCounter) add(id, status string, cur, size int64) (current, total int64) {
 	if c.layers == nil {
 		c.layers = map[string][2]int64{}
 	}
-	l := c.layers[m.ID]
-	switch m.Status {
+	l := c.layers[id]
+	switch status {
 	case "Downloading":
-		if m.ProgressDetail.Total > 0 {
-			l = [2]int64{m.ProgressDetail.Current, m.ProgressDetail.Total}
+		if size > 0 {
+			l = [2]int64{cur, size}
 		}
 	case "Download complete", "Verifying Checksum", "Extracting", "Pull complete":
 		l[0] = l[1]
 	}
-	if m.ID != "" && l[1] > 0 {
-		c.layers[m.ID] = l
+	if id != "" && l[1] > 0 {
+		c.layers[id] = l
 	}
 	for _, l := range c.layers {
 		current += l[0]

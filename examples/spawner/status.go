@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -39,16 +38,10 @@ const (
 	inspectEvery = 500 * time.Millisecond
 )
 
-// addresser is a Backend whose containers the spawner can dial itself: the
-// process backend. Addr returns the container's address, or "".
-type addresser interface {
-	Addr(name string) string
-}
-
 // serveStatus answers the loading page's status request with the progress
 // as JSON. It only reads: it never creates, starts or restarts anything.
 // The request is held until the state or the stage changes (a long poll).
-func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request, name string) {
+func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request, name, user string) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		w.Header().Set(spawnerHeader, "status")
@@ -63,7 +56,7 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request, name strin
 	defer tick.Stop()
 	var w8 statusWatch
 	for {
-		v, changed, watching := h.status(r.Context(), name, &w8)
+		v, changed, watching := h.status(r.Context(), name, user, &w8)
 		held := time.Since(received)
 		moved := strconv.FormatUint(v.Version, 10) != since
 		if v.State != "progress" || ((moved || !watching) && held >= statusInterval) {
@@ -91,24 +84,26 @@ type statusWatch struct {
 
 // status is the progress of name now, the channel closed on its next
 // change (nil if none), and whether the spawner can see the container
-// answer without the page asking through the director.
-func (h *handler) status(ctx context.Context, name string, w8 *statusWatch) (progressView, <-chan struct{}, bool) {
+// answer without the page asking through the director. It asks decide
+// what a page load would do, and does none of it.
+func (h *handler) status(ctx context.Context, name, user string, w8 *statusWatch) (progressView, <-chan struct{}, bool) {
 	if _, op := h.currentOp(name); op != nil {
 		v, changed := h.progress.snapshot(name, stageCreating, time.Time{})
 		v.State = "progress"
 		return v, changed, true
 	}
-	if _, failed := h.recentFailure(name); failed {
-		v, _ := h.progress.snapshot(name, stageCreating, time.Time{})
-		v.State = "error"
-		return v, nil, true
-	}
-	addr, canDial := h.dialTarget(name)
-	if canDial && dialable(ctx, addr) {
-		h.progress.forget(name)
-		v := newProgressView(stageWaiting, nil, false)
-		v.State = "ready"
-		return v, nil, true
+	endpoint := h.backend.Endpoint(name)
+	canDial := endpoint != ""
+	if canDial {
+		dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := h.cfg.Ready(dctx, endpoint)
+		cancel()
+		if err == nil {
+			h.progress.forget(name)
+			v := newProgressView(stageWaiting, nil, false)
+			v.State = "ready"
+			return v, nil, true
+		}
 	}
 	if time.Since(w8.inspected) >= inspectEvery {
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -116,60 +111,42 @@ func (h *handler) status(ctx context.Context, name string, w8 *statusWatch) (pro
 		cancel()
 		w8.inspected = time.Now()
 	}
-	st, err := w8.st, w8.err
+	s := situation{Kind: requestPageLoad, User: user, Now: h.cfg.Now(), StartGrace: h.cfg.StartGrace}
 	switch {
-	case errors.Is(err, ErrNotFound):
-		v := newProgressView(stageCreating, nil, false)
-		v.State = "gone"
-		return v, nil, canDial
-	case err != nil:
-		// The engine does not answer now; the page keeps asking.
-		v, changed := h.progress.snapshot(name, stageWaiting, time.Time{})
+	case errors.Is(w8.err, ErrNotFound):
+	case w8.err != nil:
+		s.EngineDown = true
+	default:
+		s.Found, s.State = true, w8.st
+	}
+	if f, ok := h.recentFailure(name); ok {
+		s.Failed = f.action
+	}
+	o := decide(s)
+	switch o.Action {
+	case actLoading, actUnavailable:
+		// Unavailable: the engine does not answer now; the page keeps
+		// asking rather than leave for an error page over a hiccup.
+		stage := o.Stage
+		if stage == "" {
+			stage = stageWaiting
+		}
+		v, changed := h.progress.snapshot(name, stage, s.State.StartedAt)
 		v.State = "progress"
+		if s.Found && s.State.Health == HealthHealthy {
+			// The engine's health check passes: the app answers.
+			v.State = "ready"
+		}
 		return v, changed, canDial
-	case !st.Managed:
-		v := newProgressView(stageCreating, nil, false)
-		v.State = "error"
+	case actCreate, actStart, actRecreate:
+		// A page load would start it: the page reloads to do so.
+		v := newProgressView(o.Stage, nil, false)
+		v.State = "reload"
 		return v, nil, canDial
 	}
-	verdict := h.judge(st)
-	if !verdict.loading {
-		v, _ := h.progress.snapshot(name, stageWaiting, st.StartedAt)
-		v.State = "error"
-		return v, nil, canDial
-	}
-	v, changed := h.progress.snapshot(name, verdict.stage, st.StartedAt)
-	v.State = "progress"
-	if st.Health == HealthHealthy {
-		// The engine's health check passes: the app answers.
-		v.State = "ready"
-	}
-	return v, changed, canDial
-}
-
-// dialTarget is the address the spawner can dial name at, if any.
-func (h *handler) dialTarget(name string) (string, bool) {
-	a, ok := h.backend.(addresser)
-	if !ok {
-		return "", false
-	}
-	addr := a.Addr(name)
-	if addr == "" {
-		return "", false
-	}
-	return net.JoinHostPort(addr, strconv.Itoa(h.cfg.ContainerPort)), true
-}
-
-// dialable reports whether addr accepts a TCP connection, as the director's
-// probe would find.
-func dialable(ctx context.Context, addr string) bool {
-	d := net.Dialer{Timeout: 200 * time.Millisecond}
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
+	v, _ := h.progress.snapshot(name, stageWaiting, time.Time{})
+	v.State = "error"
+	return v, nil, canDial
 }
 
 // writeStatus writes v with the spawner's header.

@@ -43,16 +43,19 @@ func TestStatusNeverStarts(t *testing.T) {
 	b := newFakeBackend()
 	b.set(State{Name: "vscode-jill", Status: StatusCreated, Managed: true})
 	b.set(State{Name: "vscode-joe", Status: StatusExited, ExitCode: 1, Managed: true})
+	b.set(State{Name: "vscode-jim", Status: StatusRunning, StartedAt: time.Now(), Managed: true})
 	h := newTestHandler(t, b, HandlerConfig{})
 	tests := []struct {
 		desc          string
 		request       *http.Request
 		expectedState string
 	}{
-		{desc: "fetch, no container", request: statusRequest("vscode-jack", 0), expectedState: "gone"},
+		{desc: "fetch, no container", request: statusRequest("vscode-jack", 0), expectedState: "reload"},
 		// A navigation to the path, as a typed URL would be: still only a look.
-		{desc: "navigation, no container", request: pageLoad(statusPath, "vscode-jack"), expectedState: "gone"},
-		{desc: "created, never started", request: statusRequest("vscode-jill", 0), expectedState: "progress"},
+		{desc: "navigation, no container", request: pageLoad(statusPath, "vscode-jack"), expectedState: "reload"},
+		// A page load would start it: the page is told to reload.
+		{desc: "created, never started", request: statusRequest("vscode-jill", 0), expectedState: "reload"},
+		{desc: "running, not answering yet", request: statusRequest("vscode-jim", 0), expectedState: "progress"},
 		{desc: "exited", request: statusRequest("vscode-joe", 0), expectedState: "error"},
 	}
 	for _, test := range tests {
@@ -145,7 +148,7 @@ func TestStatusFollowsTheStart(t *testing.T) {
 func TestStatusSeesTheWorkspaceAnswer(t *testing.T) {
 	const port = 18083
 	backend := newTestProcessBackend(t, ProcessConfig{Addrs: "127.0.1.30-127.0.1.39", Port: port, StartDelay: 1500 * time.Millisecond})
-	h := newTestHandler(t, backend, HandlerConfig{ContainerPort: port})
+	h := newTestHandler(t, backend, HandlerConfig{})
 	serve(h, pageLoad("/", "vscode-jack"))
 	v := getStatus(t, h, statusRequest("vscode-jack", 0))
 	for v.State == "progress" {
@@ -154,7 +157,7 @@ func TestStatusSeesTheWorkspaceAnswer(t *testing.T) {
 	if v.State != "ready" {
 		t.Fatalf("expected ready, got %+v", v)
 	}
-	if !dialable(context.Background(), backend.Addr("vscode-jack")+":"+strconv.Itoa(port)) {
+	if dialReady(context.Background(), backend.Endpoint("vscode-jack")) != nil {
 		t.Errorf("the status said ready, but the workspace does not answer")
 	}
 }
@@ -202,14 +205,14 @@ func TestTrackerStages(t *testing.T) {
 }
 
 func TestPullCounter(t *testing.T) {
-	msg := func(id, status string, cur, total int64) pullMessage {
-		var m pullMessage
-		m.ID, m.Status, m.ProgressDetail.Current, m.ProgressDetail.Total = id, status, cur, total
-		return m
+	type message struct {
+		id, status string
+		cur, total int64
 	}
+	msg := func(id, status string, cur, total int64) message { return message{id, status, cur, total} }
 	tests := []struct {
 		desc            string
-		msg             pullMessage
+		msg             message
 		expectedCurrent int64
 		expectedTotal   int64
 	}{
@@ -225,7 +228,7 @@ func TestPullCounter(t *testing.T) {
 	}
 	var c pullCounter
 	for _, test := range tests {
-		cur, total := c.add(test.msg)
+		cur, total := c.add(test.msg.id, test.msg.status, test.msg.cur, test.msg.total)
 		if cur != test.expectedCurrent || total != test.expectedTotal {
 			t.Errorf("%s: expected %d of %d, got %d of %d", test.desc, test.expectedCurrent, test.expectedTotal, cur, total)
 		}
@@ -239,8 +242,11 @@ func TestDockerPullReportsBytes(t *testing.T) {
 	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/containers/create") && !pulled:
-			writeEngineError(w, http.StatusNotFound, "No such image: team/ide:1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"message":"No such image: team/ide:1"}`))
 		case strings.HasSuffix(r.URL.Path, "/containers/create"):
+			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusCreated)
 			_, _ = w.Write([]byte(`{"Id":"abc"}`))
 		case strings.HasSuffix(r.URL.Path, "/images/create"):
@@ -258,7 +264,12 @@ func TestDockerPullReportsBytes(t *testing.T) {
 		}
 	}))
 	t.Cleanup(engine.Close)
-	d := newTestDocker(t, DockerConfig{Host: "tcp://" + strings.TrimPrefix(engine.URL, "http://"), Image: "team/ide:1", Pull: true})
+	d, err := NewDockerBackend(DockerConfig{Host: "tcp://" + strings.TrimPrefix(engine.URL, "http://"), APIVersion: "1.41",
+		Image: "team/ide:1", Network: "workspaces", Pull: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
 	var reports []Progress
 	ctx := withProgress(context.Background(), func(p Progress) { reports = append(reports, p) })
 	if err := d.Create(ctx, "vscode-jack", "jack"); err != nil {
