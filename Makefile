@@ -4,7 +4,7 @@ GO ?= go
 # Modules of their own, so that the plugin's module stays standard-library only.
 SUBMODULES := e2e examples/spawner examples/check
 
-.PHONY: test lint unit yaegi-test spawner-test check-examples e2e bench bench-hotpath demo
+.PHONY: test lint unit yaegi-test spawner-test check-examples e2e bench bench-hotpath demo screenshots
 
 test: lint unit yaegi-test spawner-test check-examples e2e
 
@@ -33,7 +33,7 @@ e2e:
 	cd e2e && $(GO) test -count=1 -v -timeout 45m ./...
 
 bench:
-	cd e2e && $(GO) test -count=1 -v -timeout 30m -run '^TestBench$$' . -args -bench
+	cd e2e && $(GO) test -count=1 -v -timeout 30m -run '^(TestBench|TestLoadingPageSwitch)$$' . -args -bench
 
 # Where the time of one proxied request goes: interpreted, compiled, plain proxy.
 bench-hotpath:
@@ -41,3 +41,7 @@ bench-hotpath:
 
 demo:
 	scripts/demo.sh
+
+# The spawner's pages at every stage, light and dark, phone and desktop.
+screenshots:
+	cd examples/spawner && SPAWNER_SCREENSHOTS=$(CURDIR)/docs/images $(GO) test -count=1 -run '^TestScreenshots$$' .

@@ -33,8 +33,9 @@ const demoWorkspaceAddrs = "127.0.1.200-127.0.1.254"
 
 // startDemo starts scripts/demo.sh from the repository root, as make demo
 // does, on a free port of this namespace's loopback, and waits for its ready
-// file. The test's cleanup stops it if the test has not.
-func startDemo(t *testing.T) *demo {
+// file. env ("KEY=value") overrides the demo's settings. The test's cleanup
+// stops it if the test has not.
+func startDemo(t *testing.T, env ...string) *demo {
 	t.Helper()
 	began := time.Now()
 	tmp := t.TempDir()
@@ -61,6 +62,7 @@ func startDemo(t *testing.T) *demo {
 		// module proxy.
 		"GOPROXY=off",
 	)
+	d.cmd.Env = append(d.cmd.Env, env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.output, d.output
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {

@@ -70,6 +70,12 @@ func (Theme) DarkScheme() scheme  { return darkScheme }
 
 var loadingTemplate = template.Must(template.Must(template.New("loading").Funcs(template.FuncMap{
 	"inc": func(i int) int { return i + 1 },
+	"mb": func(n int64) string {
+		if n < 1e7 {
+			return strconv.FormatFloat(float64(n)/1e6, 'f', 1, 64) + " MB"
+		}
+		return strconv.FormatFloat(float64(n)/1e6, 'f', 0, 64) + " MB"
+	},
 	"percent": func(cur, total int64) string {
 		if total <= 0 {
 			return "0"
@@ -127,13 +133,14 @@ var loadingTemplate = template.Must(template.Must(template.New("loading").Funcs(
   {{- end}}
   </ol>
   <div class="bar{{if not .Progress.Total}} unknown{{end}}" id="bar" aria-hidden="true"><span{{if .Progress.Total}} style="width: {{percent .Progress.Current .Progress.Total}}%"{{end}}></span></div>
-  <p class="muted facts"><span id="detail">{{.Progress.Detail}}</span><span>Elapsed: <span id="elapsed">{{printf "%.0f" .Progress.Elapsed}}</span> s</span></p>
+  <p class="muted facts"><span id="detail">{{.Progress.Detail}}{{if .Progress.Total}}{{if .Progress.Detail}}: {{end}}{{mb .Progress.Current}} of {{mb .Progress.Total}}{{end}}</span><span>Elapsed: <span id="elapsed">{{printf "%.0f" .Progress.Elapsed}}</span> s</span></p>
   <p class="muted" id="hint">You will be taken to your workspace as soon as it answers.</p>
 </main>
 <script nonce="{{.Nonce}}">
 (function () {
   "use strict";
   var statusPath = {{.Status}}, spawnerHeader = {{.Header}}, refresh = {{.Refresh}};
+  var leftKey = "container-director-left:" + {{.Name}};
   var s = {{.Progress}};
   var list = document.getElementById("stages"), now = document.getElementById("now");
   var bar = document.getElementById("bar"), detail = document.getElementById("detail");
@@ -188,9 +195,9 @@ var loadingTemplate = template.Must(template.Must(template.New("loading").Funcs(
     leaving = true;
     var wait = 0;
     try {
-      var last = Number(sessionStorage.getItem("container-director-left") || 0);
+      var last = Number(sessionStorage.getItem(leftKey) || 0);
       if (Date.now() - last < 3000) { wait = 1000; }
-      sessionStorage.setItem("container-director-left", String(Date.now() + wait));
+      sessionStorage.setItem(leftKey, String(Date.now() + wait));
     } catch (e) { wait = 0; }
     setTimeout(function () { location.reload(); }, wait);
   }
