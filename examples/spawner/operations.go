@@ -308,7 +308,11 @@ func (h *handler) watchReady(name string, began time.Time) {
 			}
 			select {
 			case <-ctx.Done():
-				if h.ctx.Err() == nil {
+				// A name the spawner cannot resolve means it is not on the
+				// containers' network (as in the compose examples): no
+				// figure then, and no failure either.
+				var dnsErr *net.DNSError
+				if h.ctx.Err() == nil && !errors.As(err, &dnsErr) {
 					h.metrics.failure("not_answering")
 				}
 				return
