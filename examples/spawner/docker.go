@@ -287,25 +287,10 @@ func (d *dockerBackend) List(ctx context.Context) ([]State, error) {
 		if len(c.Names) > 0 {
 			name = strings.TrimPrefix(c.Names[0], "/")
 		}
-		out = append(out, State{
-			Name: name, Status: string(c.State), Managed: true, User: c.Labels[LabelUser],
-			StartedAt: d.startedAt(ctx, name, string(c.State)),
-		})
+		// The list tells neither exit codes nor times: Inspect does.
+		out = append(out, State{Name: name, Status: string(c.State), Managed: true, User: c.Labels[LabelUser]})
 	}
 	return out, nil
-}
-
-// startedAt is the start time of a running container (the list does not
-// tell it; the idle stop needs it), or zero.
-func (d *dockerBackend) startedAt(ctx context.Context, name, status string) time.Time {
-	if status != StatusRunning || name == "" {
-		return time.Time{}
-	}
-	st, err := d.Inspect(ctx, name)
-	if err != nil {
-		return time.Time{}
-	}
-	return st.StartedAt
 }
 
 // ensureVolume creates user's volume for name, labelled with its owner, or

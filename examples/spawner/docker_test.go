@@ -156,7 +156,7 @@ func TestDockerCreateStartInspect(t *testing.T) {
 	found := false
 	for _, st := range list {
 		if st.Name == "vscode-cara" {
-			found = st.Status == StatusRunning && st.User == "cara" && !st.StartedAt.IsZero()
+			found = st.Status == StatusRunning && st.User == "cara" && st.Managed
 		}
 	}
 	if !found {
