@@ -579,3 +579,44 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestDockerHealthOnEngine: the engine's health states reach the page: a
+// check that has not run yet is the "Starting it" stage, a failing one the
+// error page.
+func TestDockerHealthOnEngine(t *testing.T) {
+	e := realEngine(t)
+	ctx := context.Background()
+	b := e.backend(t, DockerConfig{})
+	h := newTestHandler(t, b, HandlerConfig{Ready: func(context.Context, string) error { return nil }})
+	for _, c := range []struct {
+		name, expectedHealth, expectedText string
+		interval                           time.Duration
+	}{
+		{"vscode-hal", HealthStarting, `aria-current="step"><span class="mark">2</span>Starting it`, time.Hour},
+		{"vscode-hank", HealthUnhealthy, "health check fails", 200 * time.Millisecond},
+	} {
+		e.cleanup(t, []string{c.name}, nil)
+		user := strings.TrimPrefix(c.name, "vscode-")
+		_, err := e.client.ContainerCreate(ctx, client.ContainerCreateOptions{
+			Name: c.name,
+			Config: &container.Config{Image: exiterImage, Cmd: []string{"-sleep", "1h", "-lines", "0"},
+				Labels: map[string]string{LabelSpawned: "true", LabelUser: user},
+				Healthcheck: &container.HealthConfig{Test: []string{"CMD", "/exiter", "-code", "1", "-lines", "0"},
+					Interval: c.interval, Timeout: 5 * time.Second, Retries: 1}},
+			HostConfig: &container.HostConfig{NetworkMode: testNetwork},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Start(ctx, c.name); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, c.name+" health "+c.expectedHealth, func() bool {
+			st, err := b.Inspect(ctx, c.name)
+			return err == nil && st.Health == c.expectedHealth
+		})
+		if code, body := pageLoadOf(h, c.name, user); !strings.Contains(body, c.expectedText) {
+			t.Errorf("%s: expected %q, got %d %s", c.name, c.expectedText, code, lastN(body, 300))
+		}
+	}
+}
