@@ -208,6 +208,9 @@ func (d *dockerBackend) CheckNetwork(ctx context.Context) error {
 	if cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("SPAWNER_NETWORK: network %q does not exist on the engine (create it, or name the one the director is on)", d.cfg.Network)
 	}
+	if client.IsErrConnectionFailed(err) {
+		return fmt.Errorf("DOCKER_HOST: the engine at %q does not answer: %w", d.cfg.Host, err)
+	}
 	if err != nil {
 		return fmt.Errorf("SPAWNER_NETWORK: checking network %q: %w", d.cfg.Network, err)
 	}

@@ -75,6 +75,16 @@ func TestDockerCheckNetwork(t *testing.T) {
 	}
 }
 
+func TestDockerEngineDownAtStartUp(t *testing.T) {
+	var stderr bytes.Buffer
+	code := run(nil, envFrom(map[string]string{
+		"DOCKER_HOST": "unix://" + t.TempDir() + "/none.sock", "SPAWNER_NETWORK": "users", "SPAWNER_LISTEN": "127.0.0.1:0",
+	}), &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "DOCKER_HOST") {
+		t.Errorf("expected exit 2 naming DOCKER_HOST, got %d: %s", code, stderr.String())
+	}
+}
+
 // TestRunRejectsUnknownNetwork: the binary exits 2 naming the variable.
 func TestRunRejectsUnknownNetwork(t *testing.T) {
 	e := realEngine(t)
