@@ -630,3 +630,47 @@ func TestDockerHealthOnEngine(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsOnEngine: the spawn duration from the first page load until
+// the workspace answers (dialled inside the engine's network namespace, as
+// a spawner on the containers' network would), and the containers by
+// state as the engine reports them.
+func TestMetricsOnEngine(t *testing.T) {
+	e := realEngine(t)
+	b := e.backend(t, DockerConfig{})
+	e.cleanup(t, []string{"vscode-mia"}, nil)
+	m := newMetrics(&onlyBackend{Backend: b, name: "vscode-mia"})
+	h := newTestHandler(t, b, HandlerConfig{Metrics: m, Ready: func(ctx context.Context, endpoint string) error {
+		name, port, _ := strings.Cut(endpoint, ":")
+		res, err := e.client.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+		if err != nil {
+			return err
+		}
+		addr := res.Container.NetworkSettings.Networks[testNetwork].IPAddress
+		_, err = e.httpGetInEngine("http://"+addr.String()+":"+port+"/whoami", 1, 0)
+		return err
+	}})
+	began := time.Now()
+	if code, body := pageLoadOf(h, "vscode-mia", "mia"); code != http.StatusServiceUnavailable {
+		t.Fatalf("expected the loading page, got %d %s", code, lastN(body, 300))
+	}
+	waitFor(t, 30*time.Second, "the spawn duration", func() bool {
+		return counterValue(t, m, "spawner_spawn_duration_seconds") == 1
+	})
+	families, _ := m.registry.Gather()
+	for _, f := range families {
+		if f.GetName() == "spawner_spawn_duration_seconds" {
+			sum := f.GetMetric()[0].GetHistogram().GetSampleSum()
+			if sum <= 0 || sum > time.Since(began).Seconds() {
+				t.Errorf("expected a spawn duration between 0 and %s, got %vs", time.Since(began), sum)
+			}
+			t.Logf("spawn duration on the real engine (first page load until the workspace answers): %.3fs", sum)
+		}
+	}
+	text := scrape(t, m)
+	for _, expected := range []string{`spawner_containers{state="running"} 1`, `spawner_spawns_total{action="create"} 1`} {
+		if !strings.Contains(text, expected) {
+			t.Errorf("expected %q in /metrics", expected)
+		}
+	}
+}
