@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -673,4 +674,65 @@ func TestMetricsOnEngine(t *testing.T) {
 			t.Errorf("expected %q in /metrics", expected)
 		}
 	}
+}
+
+// TestEngineRestartOnEngine: a workspace stopped by its engine (a clean
+// engine shutdown, and an engine killed with everything in it, as by a
+// power cut) is started again on the next page load. It runs an engine of
+// its own.
+func TestEngineRestartOnEngine(t *testing.T) {
+	realEngine(t) // the checks of the shared engine's prerequisites
+	e, err := startEngine()
+	if err != nil {
+		skipOrFail(t, err.Error())
+	}
+	dir := e.dir
+	defer func() { e.stop() }()
+	defer func() {
+		if t.Failed() {
+			log, _ := os.ReadFile(dir + "/dockerd.log")
+			t.Log(lastN(string(log), 3000))
+		}
+	}()
+	ctx := context.Background()
+	restart := func(how string, end func()) {
+		t.Helper()
+		b := e.backend(t, DockerConfig{})
+		if _, err := b.Inspect(ctx, "vscode-ren"); errors.Is(err, ErrNotFound) {
+			if err := b.Create(ctx, "vscode-ren", "ren"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Start(ctx, "vscode-ren"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the workspace to listen", func() bool {
+			lines, _ := b.Logs(ctx, "vscode-ren", 5)
+			return strings.Contains(strings.Join(lines, "\n"), "listening on :8080")
+		})
+		end()
+		e, err = startEngineIn(dir)
+		if err != nil {
+			t.Fatalf("%s: starting the engine again: %v", how, err)
+		}
+		b = e.backend(t, DockerConfig{})
+		st, err := b.Inspect(ctx, "vscode-ren")
+		if err != nil {
+			t.Fatalf("%s: %v", how, err)
+		}
+		t.Logf("after %s: %s, exit code %d", how, st.Status, st.ExitCode)
+		if st.Status != StatusExited || !cleanExit(st) {
+			t.Errorf("%s: expected a clean stop, got %+v", how, st)
+		}
+		h := newTestHandler(t, b, HandlerConfig{Ready: func(context.Context, string) error { return nil }})
+		if code, body := pageLoadOf(h, "vscode-ren", "ren"); code != http.StatusServiceUnavailable || !strings.Contains(body, "Starting it") {
+			t.Errorf("%s: expected the loading page, got %d %s", how, code, lastN(body, 300))
+		}
+		waitIdle(t, h)
+		if st, err := b.Inspect(ctx, "vscode-ren"); err != nil || st.Status != StatusRunning {
+			t.Errorf("%s: expected the workspace running again, got %+v, %v", how, st, err)
+		}
+	}
+	restart("an engine shutdown", func() { e.shutDown() })
+	restart("an engine killed with its containers", func() { e.crash() })
 }

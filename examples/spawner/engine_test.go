@@ -82,17 +82,36 @@ func realEngine(t *testing.T) *engine {
 	return sharedEngine.e
 }
 
-// startEngine starts the engine and loads the test images and network.
+// startEngine starts an engine and loads the test images and network.
 func startEngine() (*engine, error) {
-	script, err := filepath.Abs("../../scripts/dockerd.sh")
-	if err != nil {
-		return nil, err
-	}
 	dir, err := os.MkdirTemp("", "spawner-engine-")
 	if err != nil {
 		return nil, err
 	}
-	logFile, err := os.Create(filepath.Join(dir, "script.log"))
+	e, err := startEngineIn(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.setUp(); err != nil {
+		e.stop()
+		return nil, err
+	}
+	return e, nil
+}
+
+// startEngineIn starts an engine on dir, which may hold the data of an
+// engine that ran there before.
+func startEngineIn(dir string) (*engine, error) {
+	script, err := filepath.Abs("../../scripts/dockerd.sh")
+	if err != nil {
+		return nil, err
+	}
+	// A pid file left by an engine that was killed would stop this one.
+	_ = os.Remove(filepath.Join(dir, "dockerd.pid"))
+	// Nor may the last run's marks be taken for this one's.
+	_ = os.Remove(filepath.Join(dir, "ready"))
+	_ = os.Remove(filepath.Join(dir, "ns.pid"))
+	logFile, err := os.OpenFile(filepath.Join(dir, "script.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -128,10 +147,6 @@ func startEngine() (*engine, error) {
 	e.nsPID = strings.TrimSpace(string(pid))
 	e.client, err = client.New(client.WithHost(e.host), client.WithAPIVersionNegotiation())
 	if err != nil {
-		e.stop()
-		return nil, err
-	}
-	if err := e.setUp(); err != nil {
 		e.stop()
 		return nil, err
 	}
@@ -199,6 +214,13 @@ func (e *engine) importBinary(ctx context.Context, ref, binary, entrypoint strin
 
 // stop ends the engine (and its containers) and removes its files.
 func (e *engine) stop() {
+	e.shutDown()
+	_ = os.RemoveAll(e.dir)
+}
+
+// shutDown ends the engine as a service manager does (SIGTERM: the engine
+// stops its containers first) and keeps its files.
+func (e *engine) shutDown() {
 	if e.client != nil {
 		_ = e.client.Close()
 	}
@@ -210,7 +232,28 @@ func (e *engine) stop() {
 			_ = e.cmd.Process.Kill()
 		}
 	}
-	_ = os.RemoveAll(e.dir)
+}
+
+// crash ends the engine and everything in its namespaces at once, as a
+// power cut does, and keeps its files.
+func (e *engine) crash() {
+	if e.client != nil {
+		_ = e.client.Close()
+	}
+	// The first process of a pid namespace takes every other one with it.
+	var pid int
+	fmt.Sscan(e.nsPID, &pid)
+	if pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	select {
+	case <-e.exited:
+	case <-time.After(30 * time.Second):
+		_ = e.cmd.Process.Kill()
+	}
+	// A reboot empties /run, where the exec root lives: its pid files
+	// would otherwise name processes of the next pid namespace.
+	_ = os.RemoveAll(filepath.Join(e.dir, "exec"))
 }
 
 // stopSharedEngine is called by TestMain after the tests.
