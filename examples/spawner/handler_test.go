@@ -32,6 +32,7 @@ type fakeBackend struct {
 	logReads    int
 	stops       int
 	removes     int
+	endpoint    string
 	users       []string
 }
 
@@ -151,7 +152,11 @@ func (f *fakeBackend) List(_ context.Context) ([]State, error) {
 	return out, nil
 }
 
-func (f *fakeBackend) Endpoint(string) string { return "" }
+func (f *fakeBackend) Endpoint(string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.endpoint
+}
 
 func (f *fakeBackend) counts() (creates, starts, restarts, logReads int) {
 	f.mu.Lock()
