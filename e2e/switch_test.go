@@ -101,21 +101,19 @@ func (p *page) shownAt() (time.Time, error) {
 func switchRun(t *testing.T, d *demo, prefix string, scripts bool) []time.Duration {
 	t.Helper()
 	p := startChromium(t).newPage(t)
-	if !scripts {
-		if err := p.call("Emulation.setScriptExecutionDisabled", map[string]any{"value": true}, nil); err != nil {
+	// Scripts are turned off only from the sign-in on: the sign-in pages
+	// are not what is measured.
+	setScripts := func(on bool) {
+		if err := p.call("Emulation.setScriptExecutionDisabled", map[string]any{"value": !on}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var gaps []time.Duration
 	for i := 1; i <= switchUsers; i++ {
 		user := fmt.Sprintf("%s%02d", prefix, i)
-		if err := p.navigate(d.url); err != nil {
-			t.Fatal(err)
-		}
-		p.waitState(t, 20*time.Second, "OAuth2 Proxy's sign-in page", func(s pageState) bool {
-			return strings.Contains(s.Text, "Sign in with the local test provider")
-		})
-		if err := p.clickButton("Sign in with the local test provider"); err != nil {
+		// Straight to what the sign-in page's button asks for: the sign-in
+		// pages are not what is measured here (TestDemoInChromium clicks).
+		if err := p.navigate(d.url + "oauth2/start?rd=%2F"); err != nil {
 			t.Fatal(err)
 		}
 		p.waitState(t, 20*time.Second, "the provider's sign-in form", func(s pageState) bool {
@@ -125,18 +123,27 @@ func switchRun(t *testing.T, d *demo, prefix string, scripts bool) []time.Durati
 			t.Fatal(err)
 		}
 		watch := watchAccept(filepath.Join(d.logs, "hosts"), "vscode-"+user)
+		if !scripts {
+			setScripts(false)
+		}
 		if err := p.clickButton("Sign in"); err != nil {
 			t.Fatal(err)
 		}
+		began := time.Now()
 		p.waitState(t, 20*time.Second, user+"'s loading page", func(s pageState) bool {
-			return strings.HasPrefix(s.Title, "Starting your workspace") || s.Title == "Workspace of "+user
+			return strings.HasPrefix(s.Title, "Starting your workspace")
 		})
-		s := p.waitState(t, 30*time.Second, user+"'s workspace", func(s pageState) bool {
-			return s.Title == "Workspace of "+user
-		})
-		if !strings.Contains(s.Text, "Served by vscode-"+user) {
-			t.Errorf("%s's workspace does not say whose it is: %s", user, s)
+		// The meta refresh's phase against the workspace's start decides
+		// its gap: load the loading page again at an offset that differs
+		// from user to user (0 to 1.8 s into the start), so that the gaps
+		// spread over the refresh's 2 s. The live page does the same.
+		time.Sleep(time.Until(began.Add(time.Duration(i-1) * 200 * time.Millisecond)))
+		if err := p.navigate(d.url); err != nil {
+			t.Fatal(err)
 		}
+		p.waitState(t, 30*time.Second, user+"'s workspace", func(s pageState) bool {
+			return s.Title == "Workspace of "+user && strings.Contains(s.Text, "Served by vscode-"+user)
+		})
 		accepted := watch.result(5 * time.Second)
 		if accepted.IsZero() {
 			t.Fatalf("%s's workspace page is shown, but its address never accepted a connection here", user)
@@ -158,6 +165,13 @@ func switchRun(t *testing.T, d *demo, prefix string, scripts bool) []time.Durati
 			t.Errorf("%s's workspace was shown %s before it accepted connections: the measure is wrong", user, -gap)
 		}
 		gaps = append(gaps, gap)
+		if !scripts {
+			var loaded bool
+			if err := p.eval(`document.querySelector("#now") !== null`, &loaded); err == nil && loaded {
+				t.Errorf("%s: still on the loading page", user)
+			}
+			setScripts(true)
+		}
 		if err := p.navigate(d.url + "oauth2/sign_out"); err != nil {
 			t.Fatal(err)
 		}
@@ -187,7 +201,7 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 // The figures are reported, not asserted: the machine is shared.
 func TestLoadingPageSwitch(t *testing.T) {
 	needChromium(t)
-	d := startDemo(t, "DEMO_WORKSPACE_START_DELAY=1500ms")
+	d := startDemo(t, "DEMO_WORKSPACE_START_DELAY=3s")
 	type row struct {
 		name string
 		gaps []time.Duration
