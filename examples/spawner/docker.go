@@ -377,12 +377,12 @@ func isNoSuchImage(err error) bool {
 // pull pulls the configured image. The engine reports a failure inside the
 // progress stream, after a 200; Wait reads it there.
 func (d *dockerBackend) pull(ctx context.Context) error {
+	reportProgress(ctx, Progress{Stage: stagePulling, Detail: d.cfg.Image})
 	resp, err := d.client.ImagePull(ctx, d.cfg.Image, client.ImagePullOptions{})
 	if err != nil {
 		return fmt.Errorf("%w: %q: %w", errPull, d.cfg.Image, err)
 	}
 	defer resp.Close()
-	reportProgress(ctx, Progress{Stage: stagePulling, Detail: d.cfg.Image})
 	var bytes pullCounter
 	for msg, err := range resp.JSONMessages(ctx) {
 		if err != nil {
