@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -735,4 +738,72 @@ func TestEngineRestartOnEngine(t *testing.T) {
 	}
 	restart("an engine shutdown", func() { e.shutDown() })
 	restart("an engine killed with its containers", func() { e.crash() })
+}
+
+// TestDeadOnEngine: a container the engine could not remove is "dead"; the
+// next page load removes it and creates it again, with the user's volume.
+// The removal is made to fail the way a busy or protected file makes it
+// fail: an immutable file in the container's layer (vfs keeps it as a
+// plain directory).
+func TestDeadOnEngine(t *testing.T) {
+	e := realEngine(t)
+	if _, err := exec.LookPath("chattr"); err != nil {
+		skipOrFail(t, "chattr not found (e2fsprogs)")
+	}
+	ctx := context.Background()
+	b := e.backend(t, DockerConfig{Volume: "{name}-home"})
+	e.cleanup(t, []string{"vscode-ded"}, []string{"vscode-ded-home"})
+	if err := b.Create(ctx, "vscode-ded", "ded"); err != nil {
+		t.Fatal(err)
+	}
+	var archive bytes.Buffer
+	tw := tar.NewWriter(&archive)
+	_ = tw.WriteHeader(&tar.Header{Name: "stuck", Mode: 0o644, Size: 1})
+	_, _ = tw.Write([]byte("x"))
+	_ = tw.WriteHeader(&tar.Header{Name: "notes.txt", Mode: 0o644, Size: 4})
+	_, _ = tw.Write([]byte("kept"))
+	_ = tw.Close()
+	if _, err := e.client.CopyToContainer(ctx, "vscode-ded", client.CopyToContainerOptions{DestinationPath: "/home/coder", Content: bytes.NewReader(archive.Bytes())}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.CopyToContainer(ctx, "vscode-ded", client.CopyToContainerOptions{DestinationPath: "/tmp", Content: bytes.NewReader(archive.Bytes())}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.client.ContainerInspect(ctx, "vscode-ded", client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mountID, err := os.ReadFile(filepath.Join(e.dir, "root", "image", "vfs", "layerdb", "mounts", res.Container.ID, "mount-id"))
+	if err != nil {
+		t.Fatalf("finding the container's layer: %v", err)
+	}
+	stuck := filepath.Join(e.dir, "root", "vfs", "dir", string(mountID), "tmp", "stuck")
+	if out, err := exec.Command("chattr", "+i", stuck).CombinedOutput(); err != nil {
+		skipOrFail(t, fmt.Sprintf("chattr +i: %v: %s", err, out))
+	}
+	unstick := func() { _ = exec.Command("chattr", "-i", stuck).Run() }
+	t.Cleanup(unstick)
+	if _, err := e.client.ContainerRemove(ctx, "vscode-ded", client.ContainerRemoveOptions{Force: true}); err == nil {
+		t.Fatal("expected the removal to fail")
+	}
+	st, err := b.Inspect(ctx, "vscode-ded")
+	if err != nil || st.Status != StatusDead {
+		t.Fatalf("expected a dead container, got %+v, %v", st, err)
+	}
+	unstick() // what an administrator would fix; the engine still says dead
+	h := newTestHandler(t, b, HandlerConfig{Ready: func(context.Context, string) error { return nil }})
+	if code, body := pageLoadOf(h, "vscode-ded", "ded"); code != http.StatusServiceUnavailable || !strings.Contains(body, `aria-current="step"><span class="mark">1</span>Creating the container`) {
+		t.Fatalf("expected the loading page at Creating the container, got %d %s", code, lastN(body, 300))
+	}
+	waitIdle(t, h)
+	st, err = b.Inspect(ctx, "vscode-ded")
+	if err != nil || st.Status != StatusRunning {
+		t.Fatalf("expected the re-created container running, got %+v, %v", st, err)
+	}
+	if got, err := readFile(t, e, "vscode-ded", "/home/coder/notes.txt"); err != nil || got != "kept" {
+		t.Errorf("expected the volume kept through the re-create, got %q, %v", got, err)
+	}
+	if _, err := readFile(t, e, "vscode-ded", "/tmp/stuck"); err == nil {
+		t.Errorf("expected a new container, but the old one's layer is still there")
+	}
 }

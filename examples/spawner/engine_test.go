@@ -228,8 +228,8 @@ func (e *engine) shutDown() {
 		_ = e.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-e.exited:
-		case <-time.After(30 * time.Second):
-			_ = e.cmd.Process.Kill()
+		case <-time.After(60 * time.Second):
+			e.crash()
 		}
 	}
 }

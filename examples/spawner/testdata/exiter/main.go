@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 )
 
@@ -24,6 +26,14 @@ func main() {
 	for i := 1; i <= *lines; i++ {
 		fmt.Fprintf(os.Stderr, "err %d\n", i)
 	}
-	time.Sleep(*wait)
+	// As the first process of its container, it would ignore SIGTERM
+	// without a handler: end at once, as a stopped program does.
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	select {
+	case <-time.After(*wait):
+	case <-term:
+		os.Exit(143)
+	}
 	os.Exit(*code)
 }
