@@ -74,10 +74,20 @@ type tracker struct {
 	// version is shared by all runs, so that a new run of the same name
 	// never repeats a version a page already saw.
 	version uint64
+	// looks are the engine's last answers about containers, shared by the
+	// pages that wait on the same one.
+	looks map[string]look
+}
+
+// look is one answer of Backend.Inspect.
+type look struct {
+	at  time.Time
+	st  State
+	err error
 }
 
 func newTracker(now func() time.Time) *tracker {
-	return &tracker{now: now, runs: map[string]*startRun{}}
+	return &tracker{now: now, runs: map[string]*startRun{}, looks: map[string]look{}}
 }
 
 // forgetAfter is how long the run of a container nobody asks about is kept.
@@ -96,6 +106,7 @@ func (t *tracker) begin(name, stage string) {
 	if old := t.runs[name]; old != nil {
 		close(old.changed)
 	}
+	delete(t.looks, name) // the engine's answer is about to change
 	t.version++
 	t.runs[name] = &startRun{began: now, stage: stage, stageAt: now, version: t.version, changed: make(chan struct{})}
 }
@@ -130,6 +141,7 @@ func (t *tracker) report(name string, p Progress) {
 func (t *tracker) end(name string, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	delete(t.looks, name)
 	r := t.runs[name]
 	if r == nil || r.ended {
 		return
@@ -150,6 +162,29 @@ func (t *tracker) changedLocked(r *startRun) {
 	r.version = t.version
 	close(r.changed)
 	r.changed = make(chan struct{})
+}
+
+// look returns what the engine said about name within inspectEvery, or
+// asks it with inspect. Waiting pages ask the engine every inspectEvery per
+// container at most, however many requests they send.
+func (t *tracker) look(name string, inspect func() (State, error)) (State, error) {
+	t.mu.Lock()
+	l, ok := t.looks[name]
+	t.mu.Unlock()
+	if ok && time.Since(l.at) < inspectEvery {
+		return l.st, l.err
+	}
+	st, err := inspect()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	for n, l := range t.looks {
+		if now.Sub(l.at) > time.Minute {
+			delete(t.looks, n)
+		}
+	}
+	t.looks[name] = look{at: now, st: st, err: err}
+	return st, err
 }
 
 // forget drops name's run: its container answered.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -54,9 +55,8 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request, name, user
 	defer hold.Stop()
 	tick := time.NewTicker(dialEvery)
 	defer tick.Stop()
-	var w8 statusWatch
 	for {
-		v, changed, watching := h.status(r.Context(), name, user, &w8)
+		v, changed, watching := h.status(r.Context(), name, user)
 		held := time.Since(received)
 		moved := strconv.FormatUint(v.Version, 10) != since
 		if v.State != "progress" || ((moved || !watching) && held >= statusInterval) {
@@ -75,26 +75,19 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request, name, user
 	}
 }
 
-// statusWatch is what one held status request remembers between looks.
-type statusWatch struct {
-	inspected time.Time
-	st        State
-	err       error
-}
-
 // status is the progress of name now, the channel closed on its next
 // change (nil if none), and whether the spawner can see the container
 // answer without the page asking through the director. It asks decide
 // what a page load would do, and does none of it.
-func (h *handler) status(ctx context.Context, name, user string, w8 *statusWatch) (progressView, <-chan struct{}, bool) {
+func (h *handler) status(ctx context.Context, name, user string) (progressView, <-chan struct{}, bool) {
 	if _, op := h.currentOp(name); op != nil {
 		v, changed := h.progress.snapshot(name, stageCreating, time.Time{})
 		v.State = "progress"
 		return v, changed, true
 	}
 	endpoint := h.backend.Endpoint(name)
-	canDial := endpoint != ""
-	if canDial {
+	canDial := false
+	if endpoint != "" {
 		dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		err := h.cfg.Ready(dctx, endpoint)
 		cancel()
@@ -104,20 +97,24 @@ func (h *handler) status(ctx context.Context, name, user string, w8 *statusWatch
 			v.State = "ready"
 			return v, nil, true
 		}
+		// Refused: the spawner reaches the container's address, so it will
+		// see it answer. Anything else (a name it cannot resolve, a
+		// network it is not on, as in examples/compose) and only the
+		// director can tell: the page asks again through it soon.
+		canDial = errors.Is(err, syscall.ECONNREFUSED)
 	}
-	if time.Since(w8.inspected) >= inspectEvery {
+	st, err := h.progress.look(name, func() (State, error) {
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		w8.st, w8.err = h.backend.Inspect(ictx, name)
-		cancel()
-		w8.inspected = time.Now()
-	}
+		defer cancel()
+		return h.backend.Inspect(ictx, name)
+	})
 	s := situation{Kind: requestPageLoad, User: user, Now: h.cfg.Now(), StartGrace: h.cfg.StartGrace}
 	switch {
-	case errors.Is(w8.err, ErrNotFound):
-	case w8.err != nil:
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
 		s.EngineDown = true
 	default:
-		s.Found, s.State = true, w8.st
+		s.Found, s.State = true, st
 	}
 	if f, ok := h.recentFailure(name); ok {
 		s.Failed = f.action

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -285,5 +287,49 @@ func TestDockerPullReportsBytes(t *testing.T) {
 	}
 	if strings.Join(got, "|") != strings.Join(expected, "|") {
 		t.Errorf("expected the reports\n%q\ngot\n%q", expected, got)
+	}
+}
+
+// TestStatusWhereTheSpawnerCannotDial: a spawner that cannot reach the
+// containers (examples/compose keeps it off their network) does not hold
+// the page's request while the container starts: the page asks again soon,
+// through the director, which can tell when it answers. One that reaches the
+// address and is refused holds it.
+func TestStatusWhereTheSpawnerCannotDial(t *testing.T) {
+	for _, test := range []struct {
+		desc         string
+		ready        error
+		expectedHeld bool
+	}{
+		{desc: "name not resolved", ready: &net.DNSError{Err: "no such host", Name: "vscode-jim", IsNotFound: true}},
+		{desc: "refused", ready: syscall.ECONNREFUSED, expectedHeld: true},
+	} {
+		b := newFakeBackend()
+		b.endpoint = "vscode-jim:8080"
+		b.set(State{Name: "vscode-jim", User: "jim", Status: StatusRunning, StartedAt: time.Now(), Managed: true})
+		readyErr := test.ready
+		h := newTestHandler(t, b, HandlerConfig{Ready: func(context.Context, string) error { return &net.OpError{Op: "dial", Err: readyErr} }})
+		ctx, cancel := context.WithCancel(context.Background())
+		answered := make(chan progressView, 1)
+		go func() {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, statusRequest("vscode-jim", 0).WithContext(ctx))
+			var v progressView
+			_ = json.Unmarshal(w.Body.Bytes(), &v)
+			answered <- v
+		}()
+		select {
+		case v := <-answered:
+			if test.expectedHeld {
+				t.Errorf("%s: expected the request held, it was answered: %+v", test.desc, v)
+			} else if v.State != "progress" || v.Stage != stageWaiting {
+				t.Errorf("%s: expected waiting for the app, got %+v", test.desc, v)
+			}
+		case <-time.After(5 * time.Second):
+			if !test.expectedHeld {
+				t.Errorf("%s: expected an answer soon, the request is still held after 5 s", test.desc)
+			}
+		}
+		cancel()
 	}
 }
