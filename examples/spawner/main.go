@@ -2,9 +2,10 @@
 //
 // The director sends a request here, with X-Container-Name set, when a
 // user's container does not answer. The spawner creates and starts that
-// container and shows a loading page that reloads itself until the
-// container answers (then the director proxies the reload there), or an
-// error page with the container's state and logs and a restart button.
+// container and shows a loading page that follows the start and loads the
+// page the user asked for once the container answers (then the director
+// proxies it there), or an error page with the container's state and logs
+// and a restart button.
 //
 // Usage:
 //
