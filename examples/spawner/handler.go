@@ -316,7 +316,7 @@ func (h *handler) gather(r *http.Request, name, user string, kind requestKind) s
 		s.Failed = f.action
 	}
 	if h.cfg.MaxRunning > 0 && kind != requestOther && decide(s).Action.needsRoom() ||
-		h.cfg.MaxRunning > 0 && kind == requestRestart && s.Found && s.State.Status != StatusRunning {
+		h.cfg.MaxRunning > 0 && kind == requestRestart && s.Found && !countsAsRunning(s.State.Status) {
 		full, err := h.full(ctx)
 		if err != nil {
 			h.log.Error("counting running containers failed", "container", name, "error", err)

@@ -76,7 +76,7 @@ func (h *handler) countRunning(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, st := range list {
-		if st.Status == StatusRunning || st.Status == StatusRestarting {
+		if countsAsRunning(st.Status) {
 			n++
 		}
 	}
@@ -273,7 +273,7 @@ func (h *handler) restart(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if st.Status != StatusRunning {
+	if !countsAsRunning(st.Status) {
 		release, err := h.reserve(ctx)
 		if err != nil {
 			return err

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+)
+
+// Edge cases of the lifecycle against the private real engine (see
+// engine_test.go).
+
+// TestRestartRestartingAtCapacityOnEngine: a container that its restart
+// policy keeps restarting already takes one of the MaxRunning places, so
+// the restart button restarts it even when every place is taken.
+func TestRestartRestartingAtCapacityOnEngine(t *testing.T) {
+	e := realEngine(t)
+	ctx := context.Background()
+	b := e.backend(t, DockerConfig{})
+	name := "vscode-rex"
+	e.cleanup(t, []string{name}, nil)
+	_, err := e.client.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: name,
+		Config: &container.Config{Image: exiterImage, Cmd: []string{"-code", "1", "-sleep", "300ms"},
+			Labels: map[string]string{LabelSpawned: "true", LabelUser: "rex"}},
+		HostConfig: &container.HostConfig{NetworkMode: testNetwork, RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, name+" restarting", func() bool {
+		st, err := b.Inspect(ctx, name)
+		return err == nil && st.Status == StatusRestarting
+	})
+	// Every place taken, this container's included.
+	probe := newTestHandler(t, b, HandlerConfig{})
+	running, err := probe.countRunning(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMetrics(nil)
+	h := newTestHandler(t, b, HandlerConfig{MaxRunning: running, Metrics: m, Ready: func(context.Context, string) error { return nil }})
+	r := restartPost("/", name, h.token(name))
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	r.Header.Set("X-Forwarded-Preferred-Username", "rex")
+	if w := serve(h, r); w.Code != 303 {
+		t.Fatalf("expected 303 from the restart button, got %d %s", w.Code, w.Body.String())
+	}
+	waitIdle(t, h)
+	if got := counterValue(t, m, "spawner_spawns_total"); got != 1 {
+		t.Errorf("expected the restart button to restart the restarting container at capacity, got %v operations", got)
+	}
+	if f, ok := h.recentFailure(name); ok {
+		t.Errorf("expected no failure, got %+v", f)
+	}
+}
