@@ -139,6 +139,9 @@ func NewDockerBackend(cfg DockerConfig) (*dockerBackend, error) {
 	if err != nil {
 		return nil, err
 	}
+	if v := strings.TrimPrefix(cfg.APIVersion, "v"); cfg.APIVersion != "" && !validAPIVersion(v) {
+		return nil, fmt.Errorf("SPAWNER_DOCKER_API_VERSION: %q is not an API version such as 1.41 (leave it empty to negotiate)", cfg.APIVersion)
+	}
 	opts := []client.Opt{client.WithHost(cfg.Host)}
 	if cfg.APIVersion != "" {
 		opts = append(opts, client.WithAPIVersion(strings.TrimPrefix(cfg.APIVersion, "v")))
@@ -179,6 +182,14 @@ func parseRestartPolicy(s string) (container.RestartPolicy, error) {
 		return p, fmt.Errorf("SPAWNER_RESTART_POLICY: only on-failure takes a retry count, got %q", s)
 	}
 	return p, nil
+}
+
+// validAPIVersion reports whether v is MAJOR.MINOR, in digits.
+func validAPIVersion(v string) bool {
+	major, minor, ok := strings.Cut(v, ".")
+	_, err1 := strconv.ParseUint(major, 10, 16)
+	_, err2 := strconv.ParseUint(minor, 10, 16)
+	return ok && err1 == nil && err2 == nil
 }
 
 // validVolumeName reports whether s is a name the engine accepts for a

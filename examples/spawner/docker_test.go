@@ -40,6 +40,8 @@ func TestDockerBackendConfig(t *testing.T) {
 		{desc: "on-failure with a count", cfg: DockerConfig{Network: "u", RestartPolicy: "on-failure:3"}},
 		{desc: "bad env", cfg: DockerConfig{Network: "u", Env: []string{"NOEQUALS"}}, expectedErr: "SPAWNER_ENV"},
 		{desc: "bad host", cfg: DockerConfig{Network: "u", Host: "no-scheme"}, expectedErr: "DOCKER_HOST"},
+		{desc: "bad API version", cfg: DockerConfig{Network: "u", APIVersion: "abc"}, expectedErr: "SPAWNER_DOCKER_API_VERSION"},
+		{desc: "API version with a v", cfg: DockerConfig{Network: "u", APIVersion: "v1.41"}},
 	}
 	for _, test := range tests {
 		b, err := NewDockerBackend(test.cfg)
