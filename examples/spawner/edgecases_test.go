@@ -2,6 +2,11 @@ package main
 
 import (
 	"context"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,4 +63,63 @@ func TestRestartRestartingAtCapacityOnEngine(t *testing.T) {
 	if f, ok := h.recentFailure(name); ok {
 		t.Errorf("expected no failure, got %+v", f)
 	}
+}
+
+// TestStartFailureTextStaysInLogOnEngine: a start the engine refuses (here
+// an entrypoint missing from the image) leaves the engine's own message in
+// the container's state, with host paths and the runtime's internals: it
+// goes to the spawner's log, never to the page.
+func TestStartFailureTextStaysInLogOnEngine(t *testing.T) {
+	e := realEngine(t)
+	ctx := context.Background()
+	b := e.backend(t, DockerConfig{})
+	name := "vscode-sal"
+	e.cleanup(t, []string{name}, nil)
+	_, err := e.client.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: name,
+		Config: &container.Config{Image: exiterImage, Entrypoint: []string{"/no-such-entrypoint"},
+			Labels: map[string]string{LabelSpawned: "true", LabelUser: "sal"}},
+		HostConfig: &container.HostConfig{NetworkMode: testNetwork},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	var logMu sync.Mutex
+	h := newTestHandler(t, b, HandlerConfig{Ready: func(context.Context, string) error { return nil },
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &log}, nil))})
+	if code, body := pageLoadOf(h, name, "sal"); code != http.StatusServiceUnavailable || !strings.Contains(body, "Starting it") {
+		t.Fatalf("expected the loading page, got %d %s", code, lastN(body, 300))
+	}
+	waitIdle(t, h)
+	st, err := b.Inspect(ctx, name)
+	if err != nil || st.Error == "" {
+		t.Fatalf("expected the engine to refuse the start with a message, got %+v, %v", st, err)
+	}
+	code, body := pageLoadOf(h, name, "sal")
+	if code != http.StatusBadGateway || !strings.Contains(body, "could not be started") {
+		t.Fatalf("expected the failed page, got %d %s", code, lastN(body, 300))
+	}
+	for _, internal := range []string{"no-such-entrypoint", "OCI", "runc", st.Error} {
+		if strings.Contains(body, internal) || strings.Contains(body, template.HTMLEscapeString(internal)) {
+			t.Errorf("expected no engine text on the page, found %q in %s", internal, body)
+		}
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if !strings.Contains(log.String(), "no-such-entrypoint") {
+		t.Errorf("expected the engine's message in the log, got %s", log.String())
+	}
+}
+
+// lockedWriter serialises writes to a strings.Builder.
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }

@@ -506,10 +506,15 @@ func (h *handler) renderStateError(w http.ResponseWriter, r *http.Request, st St
 	view := errorView{
 		Title: o.Title, Name: st.Name, User: user, Reason: o.Reason,
 		Status: st.Status, Health: st.Health,
-		StartedAt: formatTime(st.StartedAt, now), EngineErr: st.Error,
+		StartedAt:  formatTime(st.StartedAt, now),
 		CanRestart: true, Button: "Restart my workspace",
 		Advice: "Restart your workspace; your files stay where they are. If it stops again, " +
 			"its log usually says why: send it to your administrator if it does not make sense.",
+	}
+	if st.Error != "" {
+		// The engine's own message names host paths and the runtime's
+		// internals: it is for the administrator, in the log.
+		h.log.Warn("engine error", "container", st.Name, "user", user, "error", st.Error)
 	}
 	if st.Status == StatusExited || st.Status == StatusDead || st.Status == StatusRestarting {
 		view.ExitCode = strconv.Itoa(st.ExitCode)
