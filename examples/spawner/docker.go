@@ -215,7 +215,7 @@ func validVolumeName(s string) bool {
 // exists: a spawner that would create containers the director cannot reach
 // must not start.
 func (d *dockerBackend) CheckNetwork(ctx context.Context) error {
-	_, err := d.client.NetworkInspect(ctx, d.cfg.Network, client.NetworkInspectOptions{})
+	res, err := d.client.NetworkInspect(ctx, d.cfg.Network, client.NetworkInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("SPAWNER_NETWORK: network %q does not exist on the engine (create it, or name the one the director is on)", d.cfg.Network)
 	}
@@ -224,6 +224,12 @@ func (d *dockerBackend) CheckNetwork(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("SPAWNER_NETWORK: checking network %q: %w", d.cfg.Network, err)
+	}
+	// The engine refuses the name alias on its predefined networks at
+	// every create, and the director could not resolve the name there.
+	if res.Network.Driver == "host" || res.Network.Driver == "null" ||
+		res.Network.Options["com.docker.network.bridge.default_bridge"] == "true" {
+		return fmt.Errorf("SPAWNER_NETWORK: %q is one of the engine's predefined networks (default bridge, host, none), where containers cannot be reached by name; create one (docker network create NAME) and put the director on it", d.cfg.Network)
 	}
 	return nil
 }

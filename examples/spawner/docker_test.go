@@ -79,6 +79,13 @@ func TestDockerCheckNetwork(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "SPAWNER_NETWORK") || !strings.Contains(err.Error(), "no-such-network") {
 		t.Errorf("expected an error naming SPAWNER_NETWORK and the network, got %v", err)
 	}
+	// The predefined networks exist, but every create would fail there.
+	for _, network := range []string{"bridge", "host", "none"} {
+		err := e.backend(t, DockerConfig{Network: network}).CheckNetwork(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "SPAWNER_NETWORK") {
+			t.Errorf("%s: expected an error naming SPAWNER_NETWORK, got %v", network, err)
+		}
+	}
 }
 
 func TestDockerEngineDownAtStartUp(t *testing.T) {
