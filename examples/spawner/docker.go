@@ -213,7 +213,7 @@ func validVolumeName(s string) bool {
 
 // CheckNetwork makes sure the engine answers and the configured network
 // exists: a spawner that would create containers the director cannot reach
-// must not start.
+// must not start. It also checks SPAWNER_CPUS against the engine's CPUs.
 func (d *dockerBackend) CheckNetwork(ctx context.Context) error {
 	res, err := d.client.NetworkInspect(ctx, d.cfg.Network, client.NetworkInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
@@ -230,6 +230,16 @@ func (d *dockerBackend) CheckNetwork(ctx context.Context) error {
 	if res.Network.Driver == "host" || res.Network.Driver == "null" ||
 		res.Network.Options["com.docker.network.bridge.default_bridge"] == "true" {
 		return fmt.Errorf("SPAWNER_NETWORK: %q is one of the engine's predefined networks (default bridge, host, none), where containers cannot be reached by name; create one (docker network create NAME) and put the director on it", d.cfg.Network)
+	}
+	if d.cfg.NanoCPUs > 0 {
+		// The engine refuses, at every create, more CPUs than it has.
+		info, err := d.client.Info(ctx, client.InfoOptions{})
+		if err != nil {
+			return fmt.Errorf("SPAWNER_CPUS: asking the engine how many CPUs it has: %w", err)
+		}
+		if n := info.Info.NCPU; n > 0 && d.cfg.NanoCPUs > int64(n)*1e9 {
+			return fmt.Errorf("SPAWNER_CPUS: %g is more than the engine's %d CPUs", float64(d.cfg.NanoCPUs)/1e9, n)
+		}
 	}
 	return nil
 }

@@ -79,6 +79,14 @@ func TestDockerCheckNetwork(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "SPAWNER_NETWORK") || !strings.Contains(err.Error(), "no-such-network") {
 		t.Errorf("expected an error naming SPAWNER_NETWORK and the network, got %v", err)
 	}
+	// More CPUs than the engine has: every create would fail.
+	err = e.backend(t, DockerConfig{NanoCPUs: 100000 * 1e9}).CheckNetwork(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "SPAWNER_CPUS") {
+		t.Errorf("expected an error naming SPAWNER_CPUS, got %v", err)
+	}
+	if err := e.backend(t, DockerConfig{NanoCPUs: 1e7}).CheckNetwork(context.Background()); err != nil {
+		t.Errorf("expected 0.01 CPUs to be accepted, got %v", err)
+	}
 	// The predefined networks exist, but every create would fail there.
 	for _, network := range []string{"bridge", "host", "none"} {
 		err := e.backend(t, DockerConfig{Network: network}).CheckNetwork(context.Background())
