@@ -28,7 +28,7 @@ func TestRestartRestartingAtCapacityOnEngine(t *testing.T) {
 	e.cleanup(t, []string{name}, nil)
 	_, err := e.client.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: name,
-		Config: &container.Config{Image: exiterImage, Cmd: []string{"-code", "1", "-sleep", "300ms"},
+		Config: &container.Config{Image: exiterImage, Cmd: []string{"-code", "1"},
 			Labels: map[string]string{LabelSpawned: "true", LabelUser: "rex"}},
 		HostConfig: &container.HostConfig{NetworkMode: testNetwork, RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}},
 	})
@@ -38,9 +38,13 @@ func TestRestartRestartingAtCapacityOnEngine(t *testing.T) {
 	if err := b.Start(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, name+" restarting", func() bool {
-		st, err := b.Inspect(ctx, name)
-		return err == nil && st.Status == StatusRestarting
+	// The engine waits twice as long before each new restart: after five,
+	// the container spends seconds restarting for every tenth of a second
+	// it runs.
+	waitFor(t, 30*time.Second, name+" restarting after 5 restarts", func() bool {
+		res, err := e.client.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+		return err == nil && res.Container.RestartCount >= 5 && res.Container.State != nil &&
+			res.Container.State.Status == container.StateRestarting
 	})
 	// Every place taken, this container's included.
 	probe := newTestHandler(t, b, HandlerConfig{})
