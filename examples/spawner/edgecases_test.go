@@ -127,3 +127,59 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
+
+// gatedList is a Backend whose second List answers what the engine said
+// at the call, but only once the gate is closed: a count that was true
+// when asked and is stale when it arrives.
+type gatedList struct {
+	*fakeBackend
+	mu      sync.Mutex
+	calls   int
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gatedList) List(ctx context.Context) ([]State, error) {
+	g.mu.Lock()
+	g.calls++
+	n := g.calls
+	g.mu.Unlock()
+	list, err := g.fakeBackend.List(ctx)
+	if n == 2 {
+		close(g.entered)
+		<-g.gate
+	}
+	return list, err
+}
+
+// TestCapacityStaleCount: an operation counts the running containers, and
+// another one starts a container and gives its place back before that
+// count arrives. The count does not show the new container, and the place
+// was given back: without care, both start and MaxRunning is passed.
+func TestCapacityStaleCount(t *testing.T) {
+	b := &gatedList{fakeBackend: newFakeBackend(), entered: make(chan struct{}), gate: make(chan struct{})}
+	h := newTestHandler(t, b, HandlerConfig{MaxRunning: 1})
+	// B's page load counts once (List 1), its operation counts again
+	// (List 2) and waits at the gate.
+	serve(h, pageLoad("/", "vscode-b"))
+	<-b.entered
+	// A's page load and operation count (Lists 3 and 4), create, start
+	// and give their place back.
+	serve(h, pageLoad("/", "vscode-a"))
+	waitFor(t, 10*time.Second, "vscode-a's operation", func() bool {
+		_, op := h.currentOp("vscode-a")
+		return op == nil
+	})
+	close(b.gate)
+	waitIdle(t, h)
+	list, _ := b.fakeBackend.List(context.Background())
+	running := 0
+	for _, st := range list {
+		if st.Status == StatusRunning {
+			running++
+		}
+	}
+	if running != 1 {
+		t.Errorf("expected 1 running container with MaxRunning 1, got %d: %+v", running, list)
+	}
+}

@@ -84,6 +84,7 @@ type handler struct {
 	ops      map[string]*operation
 	failures map[string]failure
 	reserved int // operations that will make one more container run
+	released int // places given back so far (see reserve)
 }
 
 var _ http.Handler = (*handler)(nil)
