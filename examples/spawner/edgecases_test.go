@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -181,5 +182,24 @@ func TestCapacityStaleCount(t *testing.T) {
 	}
 	if running != 1 {
 		t.Errorf("expected 1 running container with MaxRunning 1, got %d: %+v", running, list)
+	}
+}
+
+// TestMetricsWhileEngineDown: when the engine does not answer, /metrics
+// still serves the spawner's own figures (the failures that say so among
+// them), without the engine's error text; only the containers by state,
+// which the engine alone knows, are missing.
+func TestMetricsWhileEngineDown(t *testing.T) {
+	b := newFakeBackend()
+	m := newMetrics(b)
+	h := newTestHandler(t, b, HandlerConfig{Metrics: m})
+	b.inspectErr = errors.New("dial unix /run/secret-engine.sock: connect: connection refused")
+	serve(h, pageLoad("/", "vscode-jack"))
+	text := scrape(t, m)
+	if !strings.Contains(text, `spawner_failures_total{reason="engine"} 1`) {
+		t.Errorf("expected the engine failure counted in /metrics, got %s", text)
+	}
+	if strings.Contains(text, "secret-engine") {
+		t.Errorf("expected no engine error text in /metrics, got %s", text)
 	}
 }
