@@ -203,3 +203,23 @@ func TestMetricsWhileEngineDown(t *testing.T) {
 		t.Errorf("expected no engine error text in /metrics, got %s", text)
 	}
 }
+
+// TestRestartAtCapacitySaysSo: the restart button of a crashed workspace
+// when every place is taken restarts nothing, and says why, rather than
+// sending the browser back to the same error page as if it had worked.
+func TestRestartAtCapacitySaysSo(t *testing.T) {
+	b := newFakeBackend()
+	b.set(State{Name: "vscode-jack", Status: StatusExited, ExitCode: 2, Managed: true})
+	b.set(State{Name: "vscode-jill", Status: StatusRunning, Managed: true, StartedAt: time.Now()})
+	h := newTestHandler(t, b, HandlerConfig{MaxRunning: 1})
+	r := restartPost("/", "vscode-jack", h.token("vscode-jack"))
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	w := serve(h, r)
+	waitIdle(t, h)
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "No room for your workspace right now") {
+		t.Errorf("expected the no-room page, got %d %s", w.Code, lastN(w.Body.String(), 300))
+	}
+	if _, _, restarts, _ := b.counts(); restarts != 0 {
+		t.Errorf("expected nothing restarted, got %d restarts", restarts)
+	}
+}

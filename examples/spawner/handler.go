@@ -385,10 +385,8 @@ func (h *handler) render(w http.ResponseWriter, r *http.Request, name, user stri
 		}
 		h.renderLoading(w, name, user, o.Stage)
 	case actCapacity:
-		if s.Kind == requestRestart {
-			h.seeOther(w, r)
-			return
-		}
+		// Also for the restart button: a redirect would show the same
+		// error page again, as if the restart had been done.
 		h.renderError(w, r, errorView{
 			Title: "No room for your workspace right now", Name: name, User: user,
 			Reason: "As many workspaces as this server allows are running; yours was not started.",
