@@ -223,3 +223,27 @@ func TestRestartAtCapacitySaysSo(t *testing.T) {
 		t.Errorf("expected nothing restarted, got %d restarts", restarts)
 	}
 }
+
+// failingList is a Backend whose List fails: the engine stopped answering
+// between the container's inspect and the running count.
+type failingList struct{ *fakeBackend }
+
+func (failingList) List(context.Context) ([]State, error) {
+	return nil, errors.New("connection refused")
+}
+
+// TestFailedCountIsAnEngineFailure: a page load that cannot count the
+// running containers gets the unavailable page, and the failure is counted
+// as the engine's, like a failed inspect.
+func TestFailedCountIsAnEngineFailure(t *testing.T) {
+	b := failingList{newFakeBackend()}
+	m := newMetrics(nil)
+	h := newTestHandler(t, b, HandlerConfig{MaxRunning: 1, Metrics: m})
+	w := serve(h, pageLoad("/", "vscode-jack"))
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "unavailable") {
+		t.Errorf("expected the unavailable page, got %d %s", w.Code, lastN(w.Body.String(), 300))
+	}
+	if got := counterValue(t, m, "spawner_failures_total"); got != 1 {
+		t.Errorf("expected 1 engine failure counted, got %v", got)
+	}
+}

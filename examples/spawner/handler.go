@@ -321,6 +321,7 @@ func (h *handler) gather(r *http.Request, name, user string, kind requestKind) s
 		full, err := h.full(ctx)
 		if err != nil {
 			h.log.Error("counting running containers failed", "container", name, "error", err)
+			h.metrics.failure("engine")
 			s.EngineDown = true
 			return s
 		}
