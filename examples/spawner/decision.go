@@ -187,7 +187,7 @@ func decide(s situation) outcome {
 		case actLoading:
 			return outcome{Action: actRedirect}
 		}
-		if o.Action.needsRoom() || (o.Action == actRestart && s.State.Status != StatusRunning) {
+		if o.Action.needsRoom() || (o.Action == actRestart && !countsAsRunning(s.State.Status)) {
 			if s.Full {
 				return outcome{Action: actCapacity}
 			}
@@ -195,6 +195,13 @@ func decide(s situation) outcome {
 		return o
 	}
 	return o
+}
+
+// countsAsRunning reports whether a container in status takes one of the
+// MaxRunning places already (see countRunning): restarting it needs no
+// more room.
+func countsAsRunning(status string) bool {
+	return status == StatusRunning || status == StatusRestarting
 }
 
 // decideForState is the page load's answer for a container that is ours

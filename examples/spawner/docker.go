@@ -139,6 +139,9 @@ func NewDockerBackend(cfg DockerConfig) (*dockerBackend, error) {
 	if err != nil {
 		return nil, err
 	}
+	if v := strings.TrimPrefix(cfg.APIVersion, "v"); cfg.APIVersion != "" && !validAPIVersion(v) {
+		return nil, fmt.Errorf("SPAWNER_DOCKER_API_VERSION: %q is not an API version such as 1.41 (leave it empty to negotiate)", cfg.APIVersion)
+	}
 	opts := []client.Opt{client.WithHost(cfg.Host)}
 	if cfg.APIVersion != "" {
 		opts = append(opts, client.WithAPIVersion(strings.TrimPrefix(cfg.APIVersion, "v")))
@@ -181,6 +184,14 @@ func parseRestartPolicy(s string) (container.RestartPolicy, error) {
 	return p, nil
 }
 
+// validAPIVersion reports whether v is MAJOR.MINOR, in digits.
+func validAPIVersion(v string) bool {
+	major, minor, ok := strings.Cut(v, ".")
+	_, err1 := strconv.ParseUint(major, 10, 16)
+	_, err2 := strconv.ParseUint(minor, 10, 16)
+	return ok && err1 == nil && err2 == nil
+}
+
 // validVolumeName reports whether s is a name the engine accepts for a
 // local volume.
 func validVolumeName(s string) bool {
@@ -202,9 +213,9 @@ func validVolumeName(s string) bool {
 
 // CheckNetwork makes sure the engine answers and the configured network
 // exists: a spawner that would create containers the director cannot reach
-// must not start.
+// must not start. It also checks SPAWNER_CPUS against the engine's CPUs.
 func (d *dockerBackend) CheckNetwork(ctx context.Context) error {
-	_, err := d.client.NetworkInspect(ctx, d.cfg.Network, client.NetworkInspectOptions{})
+	res, err := d.client.NetworkInspect(ctx, d.cfg.Network, client.NetworkInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("SPAWNER_NETWORK: network %q does not exist on the engine (create it, or name the one the director is on)", d.cfg.Network)
 	}
@@ -213,6 +224,22 @@ func (d *dockerBackend) CheckNetwork(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("SPAWNER_NETWORK: checking network %q: %w", d.cfg.Network, err)
+	}
+	// The engine refuses the name alias on its predefined networks at
+	// every create, and the director could not resolve the name there.
+	if res.Network.Driver == "host" || res.Network.Driver == "null" ||
+		res.Network.Options["com.docker.network.bridge.default_bridge"] == "true" {
+		return fmt.Errorf("SPAWNER_NETWORK: %q is one of the engine's predefined networks (default bridge, host, none), where containers cannot be reached by name; create one (docker network create NAME) and put the director on it", d.cfg.Network)
+	}
+	if d.cfg.NanoCPUs > 0 {
+		// The engine refuses, at every create, more CPUs than it has.
+		info, err := d.client.Info(ctx, client.InfoOptions{})
+		if err != nil {
+			return fmt.Errorf("SPAWNER_CPUS: asking the engine how many CPUs it has: %w", err)
+		}
+		if n := info.Info.NCPU; n > 0 && d.cfg.NanoCPUs > int64(n)*1e9 {
+			return fmt.Errorf("SPAWNER_CPUS: %g is more than the engine's %d CPUs", float64(d.cfg.NanoCPUs)/1e9, n)
+		}
 	}
 	return nil
 }

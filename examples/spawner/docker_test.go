@@ -40,6 +40,8 @@ func TestDockerBackendConfig(t *testing.T) {
 		{desc: "on-failure with a count", cfg: DockerConfig{Network: "u", RestartPolicy: "on-failure:3"}},
 		{desc: "bad env", cfg: DockerConfig{Network: "u", Env: []string{"NOEQUALS"}}, expectedErr: "SPAWNER_ENV"},
 		{desc: "bad host", cfg: DockerConfig{Network: "u", Host: "no-scheme"}, expectedErr: "DOCKER_HOST"},
+		{desc: "bad API version", cfg: DockerConfig{Network: "u", APIVersion: "abc"}, expectedErr: "SPAWNER_DOCKER_API_VERSION"},
+		{desc: "API version with a v", cfg: DockerConfig{Network: "u", APIVersion: "v1.41"}},
 	}
 	for _, test := range tests {
 		b, err := NewDockerBackend(test.cfg)
@@ -76,6 +78,21 @@ func TestDockerCheckNetwork(t *testing.T) {
 	err := e.backend(t, DockerConfig{Network: "no-such-network"}).CheckNetwork(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "SPAWNER_NETWORK") || !strings.Contains(err.Error(), "no-such-network") {
 		t.Errorf("expected an error naming SPAWNER_NETWORK and the network, got %v", err)
+	}
+	// More CPUs than the engine has: every create would fail.
+	err = e.backend(t, DockerConfig{NanoCPUs: 100000 * 1e9}).CheckNetwork(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "SPAWNER_CPUS") {
+		t.Errorf("expected an error naming SPAWNER_CPUS, got %v", err)
+	}
+	if err := e.backend(t, DockerConfig{NanoCPUs: 1e7}).CheckNetwork(context.Background()); err != nil {
+		t.Errorf("expected 0.01 CPUs to be accepted, got %v", err)
+	}
+	// The predefined networks exist, but every create would fail there.
+	for _, network := range []string{"bridge", "host", "none"} {
+		err := e.backend(t, DockerConfig{Network: network}).CheckNetwork(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "SPAWNER_NETWORK") {
+			t.Errorf("%s: expected an error naming SPAWNER_NETWORK, got %v", network, err)
+		}
 	}
 }
 

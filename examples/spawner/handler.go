@@ -86,6 +86,7 @@ type handler struct {
 	ops      map[string]*operation
 	failures map[string]failure
 	reserved int // operations that will make one more container run
+	released int // places given back so far (see reserve)
 
 	progress *tracker // what the loading page shows
 }
@@ -328,10 +329,11 @@ func (h *handler) gather(r *http.Request, name, user string, kind requestKind) s
 		s.Failed = f.action
 	}
 	if h.cfg.MaxRunning > 0 && kind != requestOther && decide(s).Action.needsRoom() ||
-		h.cfg.MaxRunning > 0 && kind == requestRestart && s.Found && s.State.Status != StatusRunning {
+		h.cfg.MaxRunning > 0 && kind == requestRestart && s.Found && !countsAsRunning(s.State.Status) {
 		full, err := h.full(ctx)
 		if err != nil {
 			h.log.Error("counting running containers failed", "container", name, "error", err)
+			h.metrics.failure("engine")
 			s.EngineDown = true
 			return s
 		}
@@ -396,10 +398,8 @@ func (h *handler) render(w http.ResponseWriter, r *http.Request, name, user stri
 		}
 		h.renderLoading(w, name, user, o.Stage)
 	case actCapacity:
-		if s.Kind == requestRestart {
-			h.seeOther(w, r)
-			return
-		}
+		// Also for the restart button: a redirect would show the same
+		// error page again, as if the restart had been done.
 		h.renderError(w, r, errorView{
 			Title: "No room for your workspace right now", Name: name, User: user,
 			Reason: "As many workspaces as this server allows are running; yours was not started.",
@@ -518,10 +518,15 @@ func (h *handler) renderStateError(w http.ResponseWriter, r *http.Request, st St
 	view := errorView{
 		Title: o.Title, Name: st.Name, User: user, Reason: o.Reason,
 		Status: st.Status, Health: st.Health,
-		StartedAt: formatTime(st.StartedAt, now), EngineErr: st.Error,
+		StartedAt:  formatTime(st.StartedAt, now),
 		CanRestart: true, Button: "Restart my workspace",
 		Advice: "Restart your workspace; your files stay where they are. If it stops again, " +
 			"its log usually says why: send it to your administrator if it does not make sense.",
+	}
+	if st.Error != "" {
+		// The engine's own message names host paths and the runtime's
+		// internals: it is for the administrator, in the log.
+		h.log.Warn("engine error", "container", st.Name, "user", user, "error", st.Error)
 	}
 	if st.Status == StatusExited || st.Status == StatusDead || st.Status == StatusRestarting {
 		view.ExitCode = strconv.Itoa(st.ExitCode)

@@ -152,6 +152,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		n, err := units.RAMInBytes(v)
 		if err != nil || n < 0 {
 			envErrs = append(envErrs, fmt.Errorf("SPAWNER_MEMORY: parsing %q: want a size such as 2g or 512m", v))
+		} else if n > 0 && n < minMemory {
+			// The engine refuses such a limit at every create.
+			envErrs = append(envErrs, fmt.Errorf("SPAWNER_MEMORY: %q is under the engine's minimum of 6m (0 for no limit)", v))
 		}
 		c.memory = n
 	}
@@ -159,6 +162,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f < 0 || f > 1e6 || f != f {
 			envErrs = append(envErrs, fmt.Errorf("SPAWNER_CPUS: parsing %q: want a number of CPUs such as 1.5", v))
+		} else if f > 0 && f < 0.01 {
+			// The engine refuses such a limit at every create.
+			envErrs = append(envErrs, fmt.Errorf("SPAWNER_CPUS: %q is under the engine's minimum of 0.01 (0 for no limit)", v))
 		}
 		c.nanoCPUs = int64(f * 1e9)
 	}
@@ -187,15 +193,19 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	switch {
 	case c.backend != "docker" && c.backend != "process":
-		return c, fmt.Errorf("backend: must be docker or process, got %q", c.backend)
+		return c, fmt.Errorf("SPAWNER_BACKEND (-backend): must be docker or process, got %q", c.backend)
 	case c.containerPort < 1 || c.containerPort > 65535:
-		return c, fmt.Errorf("container-port: must be 1-65535, got %d", c.containerPort)
+		return c, fmt.Errorf("SPAWNER_CONTAINER_PORT (-container-port): must be 1-65535, got %d", c.containerPort)
 	case c.startGrace <= 0:
-		return c, fmt.Errorf("start-grace: must be positive, got %s", c.startGrace)
+		return c, fmt.Errorf("SPAWNER_START_GRACE (-start-grace): must be positive, got %s", c.startGrace)
 	case !validLabelStart(c.prefix):
-		return c, fmt.Errorf("prefix: %q is not a valid DNS label start", c.prefix)
-	case c.usernameHeader == "":
-		return c, errors.New("username-header: must not be empty")
+		return c, fmt.Errorf("SPAWNER_CONTAINER_PREFIX (-prefix): %q is not a valid DNS label start", c.prefix)
+	case !validHeaderName(c.usernameHeader):
+		return c, fmt.Errorf("SPAWNER_USERNAME_HEADER (-username-header): %q is not a header name", c.usernameHeader)
+	case c.shutdownTimeout < 0:
+		return c, fmt.Errorf("SPAWNER_SHUTDOWN_TIMEOUT (-shutdown-timeout): must not be negative, got %s", c.shutdownTimeout)
+	case c.workspaceDelay < 0:
+		return c, fmt.Errorf("SPAWNER_WORKSPACE_START_DELAY (-workspace-start-delay): must not be negative, got %s", c.workspaceDelay)
 	case c.maxRunning < 0:
 		return c, fmt.Errorf("SPAWNER_MAX_RUNNING (-max-running): must be 0 (no limit) or more, got %d", c.maxRunning)
 	case c.idleTimeout < 0:
@@ -212,6 +222,23 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, errors.New("SPAWNER_NETWORK (-network): required by the docker backend: the network the director resolves the containers on")
 	}
 	return c, nil
+}
+
+// minMemory is the smallest memory limit the Docker Engine accepts (6 MiB).
+const minMemory = 6 << 20
+
+// validHeaderName reports whether s is an HTTP header field name (a token).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // parseList reads a list setting: a JSON array of strings, or words
@@ -334,13 +361,18 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		logger.Info("metrics listening", "listen", ln.Addr().String())
 	}
 
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "spawner: SPAWNER_LISTEN (-listen): %v\n", err)
+		return 2
+	}
 	srv := &http.Server{
 		Addr:              c.listen,
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("spawner listening", "listen", c.listen, "backend", c.backend, "prefix", c.prefix)
 	select {
 	case err := <-errc:

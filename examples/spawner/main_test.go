@@ -101,6 +101,15 @@ func TestParseConfig(t *testing.T) {
 		{desc: "missing token secret file", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_TOKEN_SECRET_FILE": "/nonexistent/secret"}, expectedErr: "SPAWNER_TOKEN_SECRET_FILE"},
 		{desc: "both token secrets", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_TOKEN_SECRET": "0123456789abcdef0", "SPAWNER_TOKEN_SECRET_FILE": "/x"}, expectedErr: "SPAWNER_TOKEN_SECRET"},
 		{desc: "extra argument", args: []string{"serve"}, expectedErr: "unexpected arguments"},
+		{desc: "env backend named", env: map[string]string{"SPAWNER_BACKEND": "k8s"}, expectedErr: "SPAWNER_BACKEND"},
+		{desc: "env port out of range named", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_CONTAINER_PORT": "0"}, expectedErr: "SPAWNER_CONTAINER_PORT"},
+		{desc: "env negative grace named", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_START_GRACE": "-1s"}, expectedErr: "SPAWNER_START_GRACE"},
+		{desc: "env bad prefix named", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_CONTAINER_PREFIX": "A"}, expectedErr: "SPAWNER_CONTAINER_PREFIX"},
+		{desc: "header with a space", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_USERNAME_HEADER": "X User"}, expectedErr: "SPAWNER_USERNAME_HEADER"},
+		{desc: "negative shutdown timeout", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_SHUTDOWN_TIMEOUT": "-5s"}, expectedErr: "SPAWNER_SHUTDOWN_TIMEOUT"},
+		{desc: "negative workspace delay", env: map[string]string{"SPAWNER_BACKEND": "process", "SPAWNER_WORKSPACE_START_DELAY": "-1s"}, expectedErr: "SPAWNER_WORKSPACE_START_DELAY"},
+		{desc: "memory under the engine's minimum", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_MEMORY": "1k"}, expectedErr: "SPAWNER_MEMORY"},
+		{desc: "cpus under the engine's minimum", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_CPUS": "0.001"}, expectedErr: "SPAWNER_CPUS"},
 	}
 	for _, test := range tests {
 		c, err := parseConfig(test.args, envFrom(test.env), io.Discard)
@@ -127,6 +136,19 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "backend") {
 		t.Errorf("expected the error on stderr, got %q", stderr.String())
+	}
+}
+
+// TestRunRejectsBadListen: an address the spawner cannot listen on exits 2
+// and names the setting.
+func TestRunRejectsBadListen(t *testing.T) {
+	var stderr bytes.Buffer
+	env := envFrom(map[string]string{"SPAWNER_BACKEND": "process", "SPAWNER_LISTEN": "127.0.0.1:notaport"})
+	if code := run(nil, env, &stderr); code != 2 {
+		t.Errorf("expected exit code 2, got %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "SPAWNER_LISTEN") {
+		t.Errorf("expected the error to name SPAWNER_LISTEN, got %q", stderr.String())
 	}
 }
 

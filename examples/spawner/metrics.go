@@ -81,8 +81,12 @@ func (m *metrics) failure(reason string) {
 // handler serves /metrics.
 func (m *metrics) handler(log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
+	// An engine that does not answer must not take the spawner's own
+	// figures down with the containers by state: that error is logged,
+	// and the rest served.
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError),
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
 	}))
 	return mux
 }

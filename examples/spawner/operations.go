@@ -58,13 +58,16 @@ func (h *handler) full(ctx context.Context) (bool, error) {
 	if h.cfg.MaxRunning <= 0 {
 		return false, nil
 	}
+	h.mu.Lock()
+	before := h.released
+	h.mu.Unlock()
 	running, err := h.countRunning(ctx)
 	if err != nil {
 		return false, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return running+h.reserved >= h.cfg.MaxRunning, nil
+	return running+h.reserved+(h.released-before) >= h.cfg.MaxRunning, nil
 }
 
 // countRunning counts the spawner's containers that run or are being
@@ -76,7 +79,7 @@ func (h *handler) countRunning(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, st := range list {
-		if st.Status == StatusRunning || st.Status == StatusRestarting {
+		if countsAsRunning(st.Status) {
 			n++
 		}
 	}
@@ -86,17 +89,25 @@ func (h *handler) countRunning(ctx context.Context) (int, error) {
 // reserve takes one place among MaxRunning for an operation about to start
 // a container; release gives it back. It fails with errNoRoom when there is
 // none.
+//
+// A place given back while the engine was being asked may be a container
+// that started too late to be in the engine's answer: such places count as
+// running (at worst, one page load in that instant is told there is no
+// room when there was).
 func (h *handler) reserve(ctx context.Context) (release func(), err error) {
 	if h.cfg.MaxRunning <= 0 {
 		return func() {}, nil
 	}
+	h.mu.Lock()
+	before := h.released
+	h.mu.Unlock()
 	running, err := h.countRunning(ctx)
 	if err != nil {
 		return nil, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if running+h.reserved >= h.cfg.MaxRunning {
+	if running+h.reserved+(h.released-before) >= h.cfg.MaxRunning {
 		return nil, errNoRoom
 	}
 	h.reserved++
@@ -107,6 +118,7 @@ func (h *handler) reserve(ctx context.Context) (release func(), err error) {
 		if !released {
 			released = true
 			h.reserved--
+			h.released++
 		}
 	}, nil
 }
@@ -277,7 +289,7 @@ func (h *handler) restart(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if st.Status != StatusRunning {
+	if !countsAsRunning(st.Status) {
 		release, err := h.reserve(ctx)
 		if err != nil {
 			return err

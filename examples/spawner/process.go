@@ -90,7 +90,7 @@ func NewProcessBackend(cfg ProcessConfig) (*processBackend, error) {
 	}
 	first, last, err := parseAddrRange(cfg.Addrs)
 	if err != nil {
-		return nil, fmt.Errorf("process-addrs: %w", err)
+		return nil, fmt.Errorf("SPAWNER_PROCESS_ADDRS (-process-addrs): %w", err)
 	}
 	if len(cfg.Command) == 0 && cfg.Executable == "" {
 		exe, err := os.Executable()
