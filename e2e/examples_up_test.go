@@ -213,6 +213,11 @@ func (s *exampleStack) down(t *testing.T) {
 	if _, err := s.compose("down", "-v", "--remove-orphans", "--timeout", "5"); err != nil {
 		t.Errorf("docker compose down: %v", err)
 	}
+	// The users' volumes, if the spawner made any: the next example starts
+	// from nothing. The engine is this test's own.
+	if _, err := s.e.docker("volume", "prune", "-f"); err != nil {
+		t.Errorf("removing the users' volumes: %v", err)
+	}
 }
 
 // logs returns the tails of the example's logs and the state of its
