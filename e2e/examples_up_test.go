@@ -71,8 +71,9 @@ func standaloneExample(net string) *exampleStack {
 		usersNetwork: "container-director-users",
 		host:         "standalone.test", siteAddr: net + ".2:80", providerAddr: net + ".1:9000",
 		// The default workspace is code-server, which is not among the
-		// images made here: the demo workspace stands in for it.
-		vars: map[string]string{"WORKSPACE_IMAGE": imageWorkspace},
+		// images made here: the demo workspace stands in for it, without
+		// code-server's arguments.
+		vars: map[string]string{"WORKSPACE_IMAGE": imageWorkspace, "WORKSPACE_COMMAND": ""},
 	}
 }
 
