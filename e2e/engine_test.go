@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,10 +224,37 @@ var imageBase = map[string]string{
 	"/etc/nsswitch.conf": "hosts: files dns\n",
 }
 
-// importImage writes the image's files as a tar into docker import.
+// importImage streams the image's files as a tar into docker import.
 func (e *engine) importImage(spec imageSpec) error {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	args := []string{"import"}
+	for _, c := range spec.changes {
+		args = append(args, "--change", c)
+	}
+	args = append(args, "-", spec.name)
+	cmd := e.command(args...)
+	pr, pw := io.Pipe()
+	written := make(chan error, 1)
+	go func() {
+		err := writeImageTar(pw, spec)
+		pw.CloseWithError(err)
+		written <- err
+	}()
+	cmd.Stdin = pr
+	out, err := cmd.CombinedOutput()
+	pr.Close() // a writer still going, if docker import ended early, stops
+	if werr := <-written; werr != nil {
+		return fmt.Errorf("image %s: %w", spec.name, werr)
+	}
+	if err != nil {
+		return fmt.Errorf("docker import %s: %v: %s", spec.name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// writeImageTar writes the image's file system: imageBase, the files and
+// the libraries they load.
+func writeImageTar(w io.Writer, spec imageSpec) error {
+	tw := tar.NewWriter(w)
 	dirs := map[string]bool{}
 	mkdirs := func(path string) error {
 		var parts []string
@@ -266,14 +294,14 @@ func (e *engine) importImage(spec imageSpec) error {
 	for path, src := range spec.files {
 		data, err := os.ReadFile(src)
 		if err != nil {
-			return fmt.Errorf("image %s: %w", spec.name, err)
+			return err
 		}
 		if err := add(path, 0o755, data); err != nil {
 			return err
 		}
 		libs, err := sharedLibraries(src)
 		if err != nil {
-			return fmt.Errorf("image %s: %w", spec.name, err)
+			return err
 		}
 		for _, lib := range libs {
 			if added[lib] {
@@ -282,27 +310,14 @@ func (e *engine) importImage(spec imageSpec) error {
 			added[lib] = true
 			data, err := os.ReadFile(lib) // follows the symlink: the library itself
 			if err != nil {
-				return fmt.Errorf("image %s: %w", spec.name, err)
+				return err
 			}
 			if err := add(lib, 0o755, data); err != nil {
 				return err
 			}
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	args := []string{"import"}
-	for _, c := range spec.changes {
-		args = append(args, "--change", c)
-	}
-	args = append(args, "-", spec.name)
-	cmd := e.command(args...)
-	cmd.Stdin = &buf
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("docker import %s: %v: %s", spec.name, err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return tw.Close()
 }
 
 var lddPath = regexp.MustCompile(`(?m)(?:=>\s*)?(/\S+)\s+\(0x`)

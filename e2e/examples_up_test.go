@@ -441,12 +441,10 @@ func waitComplete(t *testing.T, p *page) {
 // the site's URL.
 func (s *exampleStack) waitLoading(t *testing.T, p *page, user string) {
 	t.Helper()
-	st := p.waitState(t, 30*time.Second, user+"'s loading page", func(st pageState) bool {
-		return strings.HasPrefix(st.Title, "Starting your workspace")
+	// The title comes before the body: wait for the name in the text too.
+	st := p.waitState(t, 30*time.Second, user+"'s loading page naming vscode-"+user, func(st pageState) bool {
+		return strings.HasPrefix(st.Title, "Starting your workspace") && strings.Contains(st.Text, "vscode-"+user)
 	})
-	if !strings.Contains(st.Text, "vscode-"+user) {
-		t.Errorf("%s's loading page does not name vscode-%s: %s", user, user, st)
-	}
 	if st.URL != s.site()+"/" {
 		t.Errorf("%s's loading page is at %s, want %s/", user, st.URL, s.site())
 	}
