@@ -21,8 +21,10 @@ unit:
 yaegi-test:
 	scripts/yaegi-test.sh
 
+# The reference spawner; its Docker tests start a private dockerd
+# (scripts/dockerd.sh, root) and fail under CI=true if it cannot start.
 spawner-test:
-	cd examples/spawner && $(GO) test -race -count=1 ./...
+	cd examples/spawner && $(GO) test -race -count=1 -timeout 15m ./...
 
 # Every compose file through `docker compose config`, every director
 # middleware in the examples through New: fast checks of the files alone.

@@ -13,6 +13,13 @@ if [ -x "$bin" ]; then
 fi
 
 mkdir -p "$cache"
+# One install at a time: a second caller waits for the first and reuses its binary.
+exec 9>"$cache/oauth2-proxy-$OAUTH2_PROXY_VERSION.lock"
+flock 9
+if [ -x "$bin" ]; then
+	echo "$bin"
+	exit 0
+fi
 echo "installing OAuth2 Proxy $OAUTH2_PROXY_VERSION from the Go module proxy into $bin (a few minutes the first time)" >&2
 gobin="$(mktemp -d "$cache/oauth2-proxy-bin.XXXXXX")"
 trap 'rm -rf "$gobin"' EXIT

@@ -14,6 +14,13 @@ if [ -x "$bin" ]; then
 fi
 
 mkdir -p "$cache"
+# One build at a time: a second caller waits for the first and reuses its binary.
+exec 9>"$cache/traefik-$TRAEFIK_VERSION.lock"
+flock 9
+if [ -x "$bin" ]; then
+	echo "$bin"
+	exit 0
+fi
 echo "building Traefik $TRAEFIK_VERSION from the Go module proxy into $bin (several minutes the first time)" >&2
 dir="$(cd "$cache" && GOFLAGS=-mod=mod go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
 if [ -z "$dir" ]; then
@@ -24,6 +31,6 @@ work="$(mktemp -d "$cache/traefik-src.XXXXXX")"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 cp -r "$dir/." "$work"
 chmod -R u+w "$work"
-(cd "$work" && go build -trimpath -ldflags='-s -w' -o "$bin.tmp" ./cmd/traefik)
-mv "$bin.tmp" "$bin"
+(cd "$work" && go build -trimpath -ldflags='-s -w' -o "$work/traefik" ./cmd/traefik)
+mv "$work/traefik" "$bin"
 echo "$bin"
