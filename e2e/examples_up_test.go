@@ -45,31 +45,27 @@ type exampleStack struct {
 	provider     string // the provider's container
 }
 
-const (
-	exampleClientID     = "container-director"
-	exampleClientSecret = "e2e-client-secret"
-	exampleCookieSecret = "e2e-cookie-secret-32-bytes-long!"
-	// exampleIssuer is the provider's issuer URL, for OAuth2 Proxy inside
-	// the engine and for the browser outside alike.
-	exampleIssuer = "http://oidc:9000/oidc"
-)
+// exampleIssuer is the provider's issuer URL, for OAuth2 Proxy inside the
+// engine and for the browser outside alike. The client and the cookie secret
+// are the sign-in tests'.
+const exampleIssuer = "http://oidc:9000/oidc"
 
-// composeExample is examples/compose, the plugin in local mode. net is the
-// first three bytes of the loopback addresses it is published on.
-func composeExample(net string) *exampleStack {
+// composeExample is examples/compose, the plugin in local mode. prefix is
+// the first three bytes of the loopback addresses it is published on.
+func composeExample(prefix string) *exampleStack {
 	return &exampleStack{
 		name: "compose", file: "examples/compose/compose.yml", project: "container-director-traefik",
 		usersNetwork: "container-director-traefik-users",
-		host:         "compose.test", siteAddr: net + ".2:80", providerAddr: net + ".1:9000",
+		host:         "compose.test", siteAddr: prefix + ".2:80", providerAddr: prefix + ".1:9000",
 	}
 }
 
 // standaloneExample is examples/standalone.
-func standaloneExample(net string) *exampleStack {
+func standaloneExample(prefix string) *exampleStack {
 	return &exampleStack{
 		name: "standalone", file: "examples/standalone/compose.yml", project: "container-director",
 		usersNetwork: "container-director-users",
-		host:         "standalone.test", siteAddr: net + ".2:80", providerAddr: net + ".1:9000",
+		host:         "standalone.test", siteAddr: prefix + ".2:80", providerAddr: prefix + ".1:9000",
 		// The default workspace is code-server, which is not among the
 		// images made here: the demo workspace stands in for it, without
 		// code-server's arguments.
@@ -97,9 +93,9 @@ func upExample(t *testing.T, e *engine, s *exampleStack) *exampleStack {
 		"PUBLISH_ADDR":       s.siteAddr,
 		"COOKIE_SECURE":      "false",
 		"OIDC_ISSUER_URL":    exampleIssuer,
-		"OIDC_CLIENT_ID":     exampleClientID,
-		"OIDC_CLIENT_SECRET": exampleClientSecret,
-		"COOKIE_SECRET":      exampleCookieSecret,
+		"OIDC_CLIENT_ID":     signInClientID,
+		"OIDC_CLIENT_SECRET": signInClientSecret,
+		"COOKIE_SECRET":      signInCookieSecret,
 		"DOCKER_GID":         e.socketGID(t),
 	}
 	for k, v := range s.vars {
@@ -139,7 +135,7 @@ func upExample(t *testing.T, e *engine, s *exampleStack) *exampleStack {
 	if _, err := e.docker("run", "-d", "--name", s.provider, "--network", edge, "--network-alias", "oidc",
 		"-p", s.providerAddr+":9000", imageProvider,
 		"-listen", ":9000", "-issuer", exampleIssuer,
-		"-client-id", exampleClientID, "-client-secret", exampleClientSecret, "-users", "alice,bob"); err != nil {
+		"-client-id", signInClientID, "-client-secret", signInClientSecret, "-users", "alice,bob"); err != nil {
 		t.Fatal(err)
 	}
 	client := s.client(nil)
@@ -246,7 +242,7 @@ func (s *exampleStack) logs() string {
 
 // client returns an HTTP client that reaches the site and the provider at
 // their published addresses, keeping cookies in jar (if not nil) and
-// following redirects as a browser does, unless stop says to stop at one.
+// following redirects as a browser does.
 func (s *exampleStack) client(jar http.CookieJar) *http.Client {
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	return &http.Client{
