@@ -48,17 +48,21 @@ type chromiumBrowser struct {
 	exited chan struct{}
 }
 
-// startChromium launches headless Chromium with a fresh profile and waits for
-// its DevTools endpoint. The test's cleanup kills it and its helpers.
-func startChromium(t *testing.T) *chromiumBrowser {
+// startChromium launches headless Chromium with a fresh profile, and extra
+// flags if any, and waits for its DevTools endpoint. The test's cleanup kills
+// it and its helpers.
+func startChromium(t *testing.T, extra ...string) *chromiumBrowser {
 	t.Helper()
 	profile := t.TempDir()
 	b := &chromiumBrowser{stderr: &syncBuffer{}, exited: make(chan struct{})}
-	b.cmd = exec.Command(chromiumPath,
+	args := []string{
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--hide-scrollbars", "--user-data-dir="+profile, "--remote-debugging-port=0",
-		"--window-size=1200,800", "about:blank")
+		"--hide-scrollbars", "--user-data-dir=" + profile, "--remote-debugging-port=0",
+		"--window-size=1200,800",
+	}
+	args = append(append(args, extra...), "about:blank")
+	b.cmd = exec.Command(chromiumPath, args...)
 	b.cmd.Stdout, b.cmd.Stderr = b.stderr, b.stderr
 	// Chromium's helper processes stay in its group: the cleanup ends them all.
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
