@@ -77,6 +77,8 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "FAIL: building the sign-in tools: %v\n", err)
 			os.Exit(1)
 		}
+		// VS Code for TestVSCodeInChromium, from the npm registry.
+		installCodeServer()
 		os.Exit(nstest.Main(m, hosts()))
 	}
 	os.Exit(runInside(m))
