@@ -33,7 +33,7 @@ e2e:
 	cd e2e && $(GO) test -count=1 -v -timeout 45m ./...
 
 bench:
-	cd e2e && $(GO) test -count=1 -v -timeout 30m -run '^TestBench$$' . -args -bench
+	cd e2e && $(GO) test -count=1 -v -timeout 30m -run '^TestBench(VSCode)?$$' . -args -bench
 
 # Where the time of one proxied request goes: interpreted, compiled, plain proxy.
 bench-hotpath:
