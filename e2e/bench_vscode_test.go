@@ -188,7 +188,7 @@ func TestBenchVSCode(t *testing.T) {
 	}
 	report("idle, no session yet")
 
-	s := &vscodeSession{t: t, d: &demo{url: url}, user: "bench", p: startChromium(t).newPage(t), ws: newWSWatch()}
+	s := newVSCodeSession(t, &demo{url: url}, "bench")
 	if err := s.p.navigate(url); err != nil {
 		t.Fatal(err)
 	}

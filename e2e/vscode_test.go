@@ -245,16 +245,24 @@ type vscodeSession struct {
 	ws   *wsWatch
 }
 
-// signInVSCode opens a fresh browser on the demo, signs in as user by
-// clicking the name on the provider's form, and returns on the spawner's
-// loading page (or on VS Code, if the workspace is up already).
-func signInVSCode(t *testing.T, d *demo, user string) *vscodeSession {
+// newVSCodeSession opens a tab in a fresh browser that follows its
+// WebSockets.
+func newVSCodeSession(t *testing.T, d *demo, user string) *vscodeSession {
 	t.Helper()
 	s := &vscodeSession{t: t, d: d, user: user, p: startChromium(t).newPage(t), ws: newWSWatch()}
 	s.p.onEvent = s.ws.event
 	if err := s.p.call("Network.enable", map[string]any{}, nil); err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// signInVSCode opens a fresh browser on the demo, signs in as user by
+// clicking the name on the provider's form, and returns on the spawner's
+// loading page (or on VS Code, if the workspace is up already).
+func signInVSCode(t *testing.T, d *demo, user string) *vscodeSession {
+	t.Helper()
+	s := newVSCodeSession(t, d, user)
 	if err := s.p.navigate(d.url); err != nil {
 		t.Fatal(err)
 	}
