@@ -627,7 +627,7 @@ func TestVSCodeInChromium(t *testing.T) {
 	// The spawner ends each workspace's process group; a process killed
 	// last may still be on its way out for a moment.
 	deadline := time.Now().Add(15 * time.Second)
-	for left := processesUnder(workspaces); len(left) > 0; left = processesUnder(workspaces) {
+	for left := workspaceProcesses(workspaces); len(left) > 0; left = workspaceProcesses(workspaces) {
 		if time.Now().After(deadline) {
 			t.Errorf("workspace processes left running 15 s after the demo stopped:\n%s", strings.Join(left, "\n"))
 			break
@@ -635,6 +635,25 @@ func TestVSCodeInChromium(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("the test took %s", time.Since(began).Round(time.Millisecond))
+}
+
+// workspaceProcesses lists the processes whose command line mentions dir or
+// whose working directory is in it: code-server and its helpers name their
+// data directory, the terminal's shells (in sessions of their own, outside
+// the workspace's process group) run in the home folder.
+func workspaceProcesses(dir string) []string {
+	found := processesUnder(dir)
+	cwds, _ := filepath.Glob("/proc/[0-9]*/cwd")
+	for _, c := range cwds {
+		wd, err := os.Readlink(c)
+		if err != nil || (wd != dir && !strings.HasPrefix(wd, dir+"/")) {
+			continue
+		}
+		pid := filepath.Base(filepath.Dir(c))
+		cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(c), "cmdline"))
+		found = append(found, pid+" (in "+wd+"): "+strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " ")))
+	}
+	return found
 }
 
 func contains(list []string, s string) bool {
