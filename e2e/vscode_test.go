@@ -595,7 +595,9 @@ func TestVSCodeInChromium(t *testing.T) {
 	linus := signInVSCode(t, d, "linus")
 	linus.ws.reset()
 	v := linus.waitWorkbench("linus's workbench")
-	linus.runInTerminal(`printf 'mine\n' > linus.txt; echo "linus-$((6*7))"`, "linus-42")
+	// And leaves a program running in the background of his terminal, in a
+	// session of its own: stopping the workspace must end it too.
+	linus.runInTerminal(`setsid sleep 600 >/dev/null 2>&1 & printf 'mine\n' > linus.txt; echo "linus-$((6*7))"`, "linus-42")
 	v = linus.p.waitVSCode(t, time.Minute, "linus.txt in linus's explorer", func(v vscodeState) bool {
 		return contains(v.Explorer, "linus.txt")
 	})

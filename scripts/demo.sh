@@ -181,10 +181,16 @@ root="$DEMO_WORKSPACE_DIR/\$1"
 mkdir -p "\$root/home" "\$root/data" "\$root/config" "\$root/cache"
 export HOME="\$root/home" XDG_DATA_HOME="\$root/data" XDG_CONFIG_HOME="\$root/config" XDG_CACHE_HOME="\$root/cache"
 cd "\$HOME"
-exec "$code_server_bin" --auth none --bind-addr "\$2:\$3" \\
+# In a PID namespace of its own where the system allows it, as in a
+# container: when the spawner stops the workspace, whatever its terminals
+# left running in the background (setsid, nohup) ends with it.
+pidns=""
+if unshare --pid --fork --kill-child true 2>/dev/null; then
+	pidns="unshare --pid --fork --kill-child"
+fi
+exec \$pidns "$code_server_bin" --auth none --bind-addr "\$2:\$3" \\
 	--user-data-dir "\$root/data/code-server" --extensions-dir "\$root/data/extensions" \\
-	--disable-telemetry --disable-update-check --disable-workspace-trust \\
-	--app-name "\$1" "\$HOME"
+	--disable-telemetry --disable-update-check --disable-workspace-trust "\$HOME"
 EOF
 	chmod +x "$dir/bin/workspace"
 }
