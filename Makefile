@@ -41,7 +41,7 @@ examples-up:
 
 # The proxy side by side with Traefik alone, then spawn latency on a real engine.
 bench:
-	cd e2e && $(GO) test -count=1 -v -timeout 30m -run '^TestBench(Spawn)?$$' . -args -bench
+	cd e2e && $(GO) test -count=1 -v -timeout 30m -run '^TestBench(Spawn|VSCode)?$$' . -args -bench
 
 # Where the time of one proxied request goes: interpreted, compiled, plain proxy.
 bench-hotpath:

@@ -126,6 +126,9 @@ func (b *chromiumBrowser) newPage(t *testing.T) *page {
 type page struct {
 	conn   *wstest.Conn
 	nextID int
+	// onEvent, if set, gets every event read while waiting for a reply
+	// (events come only for the domains enabled, e.g. Network.enable).
+	onEvent func(method string, params json.RawMessage)
 }
 
 // cdpError is an error reply of the protocol.
@@ -159,9 +162,14 @@ func (p *page) call(method string, params, result any) error {
 			ID     int             `json:"id"`
 			Result json.RawMessage `json:"result"`
 			Error  *cdpError       `json:"error"`
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
 		}
 		if err := json.Unmarshal(data, &reply); err != nil {
 			return fmt.Errorf("%s: decoding %.200q: %w", method, data, err)
+		}
+		if reply.ID == 0 && reply.Method != "" && p.onEvent != nil {
+			p.onEvent(reply.Method, reply.Params)
 		}
 		if reply.ID != id {
 			continue // an event, or the reply of an abandoned call
