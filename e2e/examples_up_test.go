@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"slices"
 	"context"
 	"fmt"
 	"io"
@@ -354,21 +355,13 @@ func signInTwoUsers(t *testing.T, s *exampleStack) {
 			t.Errorf("%s's container: %v", user, err)
 			continue
 		}
-		if f := strings.Fields(out); len(f) < 2 || f[0] != "running" || !contains(f[1:], s.usersNetwork) {
+		if f := strings.Fields(out); len(f) < 2 || f[0] != "running" || !slices.Contains(f[1:], s.usersNetwork) {
 			t.Errorf("vscode-%s is %q, want running on %s", user, strings.TrimSpace(out), s.usersNetwork)
 		}
 	}
 	t.Logf("screenshots in %s", artifacts)
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
 
 // signInChromium opens the site in a fresh browser and signs in as user on
 // the provider's form, typing the name or clicking its button; it returns

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -599,9 +600,9 @@ func TestVSCodeInChromium(t *testing.T) {
 	// session of its own: stopping the workspace must end it too.
 	linus.runInTerminal(`setsid sleep 600 >/dev/null 2>&1 & printf 'mine\n' > linus.txt; echo "linus-$((6*7))"`, "linus-42")
 	v = linus.p.waitVSCode(t, time.Minute, "linus.txt in linus's explorer", func(v vscodeState) bool {
-		return contains(v.Explorer, "linus.txt")
+		return slices.Contains(v.Explorer, "linus.txt")
 	})
-	if contains(v.Explorer, "notes.txt") {
+	if slices.Contains(v.Explorer, "notes.txt") {
 		t.Errorf("linus's explorer shows ada's notes.txt: %q", v.Explorer)
 	}
 	if _, err := os.Stat(filepath.Join(workspaces, "vscode-ada", "home", "linus.txt")); err == nil {
@@ -612,7 +613,7 @@ func TestVSCodeInChromium(t *testing.T) {
 
 	// ada's session is untouched by linus's.
 	v, _ = ada.p.vscodeState()
-	if contains(v.Explorer, "linus.txt") {
+	if slices.Contains(v.Explorer, "linus.txt") {
 		t.Errorf("ada's explorer shows linus's file: %q", v.Explorer)
 	}
 
@@ -656,13 +657,4 @@ func workspaceProcesses(dir string) []string {
 		found = append(found, pid+" (in "+wd+"): "+strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " ")))
 	}
 	return found
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
