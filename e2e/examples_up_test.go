@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"slices"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -361,7 +361,6 @@ func signInTwoUsers(t *testing.T, s *exampleStack) {
 	}
 	t.Logf("screenshots in %s", artifacts)
 }
-
 
 // signInChromium opens the site in a fresh browser and signs in as user on
 // the provider's form, typing the name or clicking its button; it returns
