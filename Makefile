@@ -4,7 +4,7 @@ GO ?= go
 # Modules of their own, so that the plugin's module stays standard-library only.
 SUBMODULES := e2e examples/spawner examples/check
 
-.PHONY: test lint unit yaegi-test spawner-test check-examples e2e bench bench-hotpath demo screenshots
+.PHONY: test lint unit yaegi-test spawner-test check-examples e2e examples-up bench bench-hotpath demo screenshots
 
 test: lint unit yaegi-test spawner-test check-examples e2e
 
@@ -27,15 +27,21 @@ spawner-test:
 	cd examples/spawner && $(GO) test -race -count=1 -timeout 15m ./...
 
 # Every compose file through `docker compose config`, every director
-# middleware in the examples through New.
+# middleware in the examples through New: fast checks of the files alone.
 check-examples:
 	scripts/check-examples.sh
 
+# Includes TestExamplesUp: the compose examples up on a private Docker Engine.
 e2e:
 	cd e2e && $(GO) test -count=1 -v -timeout 45m ./...
 
+# Only the compose examples, up for real (part of e2e).
+examples-up:
+	cd e2e && $(GO) test -count=1 -v -timeout 20m -run '^TestExamplesUp$$' .
+
+# The proxy side by side with Traefik alone, then spawn latency on a real engine.
 bench:
-	cd e2e && $(GO) test -count=1 -v -timeout 30m -run '^(TestBench|TestLoadingPageSwitch)$$' . -args -bench
+	cd e2e && $(GO) test -count=1 -v -timeout 30m -run '^(TestBench|TestBenchSpawn|TestBenchVSCode|TestLoadingPageSwitch)$$' . -args -bench
 
 # Where the time of one proxied request goes: interpreted, compiled, plain proxy.
 bench-hotpath:

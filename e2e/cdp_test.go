@@ -48,17 +48,21 @@ type chromiumBrowser struct {
 	exited chan struct{}
 }
 
-// startChromium launches headless Chromium with a fresh profile and waits for
-// its DevTools endpoint. The test's cleanup kills it and its helpers.
-func startChromium(t *testing.T) *chromiumBrowser {
+// startChromium launches headless Chromium with a fresh profile, and extra
+// flags if any, and waits for its DevTools endpoint. The test's cleanup kills
+// it and its helpers.
+func startChromium(t *testing.T, extra ...string) *chromiumBrowser {
 	t.Helper()
 	profile := t.TempDir()
 	b := &chromiumBrowser{stderr: &syncBuffer{}, exited: make(chan struct{})}
-	b.cmd = exec.Command(chromiumPath,
+	args := []string{
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--hide-scrollbars", "--user-data-dir="+profile, "--remote-debugging-port=0",
-		"--window-size=1200,800", "about:blank")
+		"--hide-scrollbars", "--user-data-dir=" + profile, "--remote-debugging-port=0",
+		"--window-size=1200,800",
+	}
+	args = append(append(args, extra...), "about:blank")
+	b.cmd = exec.Command(chromiumPath, args...)
 	b.cmd.Stdout, b.cmd.Stderr = b.stderr, b.stderr
 	// Chromium's helper processes stay in its group: the cleanup ends them all.
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -122,6 +126,9 @@ func (b *chromiumBrowser) newPage(t *testing.T) *page {
 type page struct {
 	conn   *wstest.Conn
 	nextID int
+	// onEvent, if set, gets every event read while waiting for a reply
+	// (events come only for the domains enabled, e.g. Network.enable).
+	onEvent func(method string, params json.RawMessage)
 }
 
 // cdpError is an error reply of the protocol.
@@ -155,9 +162,14 @@ func (p *page) call(method string, params, result any) error {
 			ID     int             `json:"id"`
 			Result json.RawMessage `json:"result"`
 			Error  *cdpError       `json:"error"`
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
 		}
 		if err := json.Unmarshal(data, &reply); err != nil {
 			return fmt.Errorf("%s: decoding %.200q: %w", method, data, err)
+		}
+		if reply.ID == 0 && reply.Method != "" && p.onEvent != nil {
+			p.onEvent(reply.Method, reply.Params)
 		}
 		if reply.ID != id {
 			continue // an event, or the reply of an abandoned call

@@ -33,9 +33,10 @@ const demoWorkspaceAddrs = "127.0.1.200-127.0.1.254"
 
 // startDemo starts scripts/demo.sh from the repository root, as make demo
 // does, on a free port of this namespace's loopback, and waits for its ready
-// file. env ("KEY=value") overrides the demo's settings. The test's cleanup
-// stops it if the test has not.
-func startDemo(t *testing.T, env ...string) *demo {
+// file. The test's cleanup stops it if the test has not. Its workspaces are
+// the spawner's echo page unless extraEnv (NAME=value, after the defaults)
+// says otherwise.
+func startDemo(t *testing.T, extraEnv ...string) *demo {
 	t.Helper()
 	began := time.Now()
 	tmp := t.TempDir()
@@ -61,8 +62,9 @@ func startDemo(t *testing.T, env ...string) *demo {
 		// Without the network here, fail at once rather than wait on the
 		// module proxy.
 		"GOPROXY=off",
+		"DEMO_WORKSPACE=echo",
 	)
-	d.cmd.Env = append(d.cmd.Env, env...)
+	d.cmd.Env = append(d.cmd.Env, extraEnv...)
 	d.cmd.Stdout, d.cmd.Stderr = d.output, d.output
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {

@@ -81,6 +81,12 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
 			os.Exit(1)
 		}
+		if err := buildImageTools(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: building the examples' images: %v\n", err)
+			os.Exit(1)
+		}
+		// VS Code for TestVSCodeInChromium, from the npm registry.
+		installCodeServer()
 		os.Exit(nstest.Main(m, hosts()))
 	}
 	os.Exit(runInside(m))

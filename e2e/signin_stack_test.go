@@ -59,16 +59,8 @@ func buildSignInTools() error {
 	}
 	os.Setenv(envOAuth2Proxy, strings.TrimSpace(string(out)))
 
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return err
-		}
-		cache = filepath.Join(home, ".cache")
-	}
-	dir := filepath.Join(cache, "container-director", "e2e-bin")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := e2eBinDir()
+	if err != nil {
 		return err
 	}
 	for _, b := range []struct{ env, dir, pkg, name string }{
@@ -78,6 +70,8 @@ func buildSignInTools() error {
 		bin := filepath.Join(dir, b.name)
 		cmd := exec.Command("go", "build", "-o", bin+".tmp", b.pkg)
 		cmd.Dir = b.dir
+		// Static: the examples' tests put them in images of their own.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("building %s: %v\n%s", b.pkg, err, out)
 		}

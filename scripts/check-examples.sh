@@ -6,42 +6,19 @@
 #     Traefik labels, the Kubernetes manifests and the Traefik static
 #     configurations, each director configuration built by the plugin's New.
 #
-# Needs the docker CLI. When `docker compose` is missing, installs the
-# compose CLI plugin from the Go module proxy (a few minutes the first time),
-# caches it outside the checkout and links it into the CLI's plugin directory.
+# These are fast checks of the files alone; e2e/examples_up_test.go runs the
+# compose projects for real, on a private Docker Engine.
+#
+# Needs the docker CLI. When `docker compose` is missing, scripts/compose.sh
+# installs the compose CLI plugin from the Go module proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-COMPOSE_VERSION="${COMPOSE_VERSION:-v2.32.4}"
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/container-director"
-plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
 
 if ! command -v docker >/dev/null 2>&1; then
 	echo "check-examples.sh: the docker CLI is not installed (only the CLI is needed, no engine)" >&2
 	exit 1
 fi
-
-if ! docker compose version >/dev/null 2>&1; then
-	bin="$cache/docker-compose-$COMPOSE_VERSION"
-	if [ ! -x "$bin" ]; then
-		mkdir -p "$cache"
-		echo "installing Docker Compose $COMPOSE_VERSION from the Go module proxy into $bin (a few minutes the first time)" >&2
-		gobin="$(mktemp -d "$cache/docker-compose-bin.XXXXXX")"
-		# The package is .../cmd, so go install names the binary "cmd".
-		if ! GOBIN="$gobin" go install -trimpath \
-			-ldflags="-s -w -X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" \
-			"github.com/docker/compose/v2/cmd@$COMPOSE_VERSION"; then
-			rm -rf "$gobin"
-			echo "check-examples.sh: could not install Docker Compose $COMPOSE_VERSION" >&2
-			exit 1
-		fi
-		mv "$gobin/cmd" "$bin"
-		rm -rf "$gobin"
-	fi
-	mkdir -p "$plugins"
-	ln -sf "$bin" "$plugins/docker-compose"
-	docker compose version >&2
-fi
+scripts/compose.sh
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -11,7 +11,13 @@
 #   DEMO_URL                     the URL the browser opens (default http://DEMO_ADDR,
 #                                with 0.0.0.0 shown as 127.0.0.1)
 #   DEMO_USERS                   names offered on the sign-in form (default alice,bob)
-#   DEMO_WORKSPACE_START_DELAY   how long a workspace takes to start (default 3s)
+#   DEMO_WORKSPACE               vscode (default): each workspace is VS Code
+#                                (code-server, installed by scripts/code-server.sh);
+#                                echo: the spawner's small built-in echo page
+#   DEMO_WORKSPACE_DIR           vscode: where each user's home folder and VS Code
+#                                data live, kept across restarts (default
+#                                DEMO_LOG_DIR/workspaces)
+#   DEMO_WORKSPACE_START_DELAY   echo: how long a workspace takes to start (default 3s)
 #   DEMO_READY_FILE              written (with the URL) once everything answers
 #   DEMO_LOG_DIR                 where the logs go (default a new temporary directory)
 #
@@ -48,6 +54,9 @@ prepare() {
 	(cd "$repo/e2e" && go build -o "$dir/bin/oidc-provider" ./cmd/oidc-provider)
 	ln -sf "$traefik_bin" "$dir/bin/traefik"
 	ln -sf "$oauth2_proxy_bin" "$dir/bin/oauth2-proxy"
+	if [ "$DEMO_WORKSPACE" = vscode ]; then
+		prepare_vscode
+	fi
 
 	# The private /etc/hosts: the machine's, to which the spawner appends
 	# "127.0.1.N<TAB>vscode-<user>" for every workspace it starts.
@@ -150,6 +159,42 @@ http:
 EOF
 }
 
+# prepare_vscode installs code-server (cached) and writes the command the
+# spawner runs for each workspace: $dir/bin/workspace NAME ADDR PORT.
+prepare_vscode() {
+	local code_server_bin
+	log "installing code-server (a few minutes the first time, then it is cached)"
+	code_server_bin="$("$repo/scripts/code-server.sh")"
+	mkdir -p "$DEMO_WORKSPACE_DIR"
+	DEMO_WORKSPACE_DIR="$(cd "$DEMO_WORKSPACE_DIR" && pwd)"
+	case "$dir$DEMO_WORKSPACE_DIR" in
+	*[[:space:]]*) die "the spawner splits its process command at spaces: DEMO_LOG_DIR and DEMO_WORKSPACE_DIR must have none" ;;
+	esac
+	# One user's VS Code: its own loopback address, a home folder (the
+	# folder it opens) and VS Code's data next to it, both kept when the
+	# workspace stops. NAME is the container name (vscode-<user>), safe as
+	# a file name.
+	cat >"$dir/bin/workspace" <<EOF
+#!/bin/sh
+set -eu
+root="$DEMO_WORKSPACE_DIR/\$1"
+mkdir -p "\$root/home" "\$root/data" "\$root/config" "\$root/cache"
+export HOME="\$root/home" XDG_DATA_HOME="\$root/data" XDG_CONFIG_HOME="\$root/config" XDG_CACHE_HOME="\$root/cache"
+cd "\$HOME"
+# In a PID namespace of its own where the system allows it, as in a
+# container: when the spawner stops the workspace, whatever its terminals
+# left running in the background (setsid, nohup) ends with it.
+pidns=""
+if unshare --pid --fork --kill-child true 2>/dev/null; then
+	pidns="unshare --pid --fork --kill-child"
+fi
+exec \$pidns "$code_server_bin" --auth none --bind-addr "\$2:\$3" \\
+	--user-data-dir "\$root/data/code-server" --extensions-dir "\$root/data/extensions" \\
+	--disable-telemetry --disable-update-check --disable-workspace-trust "\$HOME"
+EOF
+	chmod +x "$dir/bin/workspace"
+}
+
 # --- inside the private mount namespace ----------------------------------
 
 pids=()
@@ -229,10 +274,14 @@ inside() {
 	local bin="$dir/bin"
 	start oidc-provider "$bin/oidc-provider" -listen "$provider_addr" -issuer "$DEMO_URL/oidc" \
 		-client-id "$client_id" -client-secret "$client_secret" -users "$DEMO_USERS"
+	local workspace=()
+	if [ "$DEMO_WORKSPACE" = vscode ]; then
+		workspace=(-process-command "$bin/workspace {name} {addr} {port}")
+	fi
 	start spawner "$bin/spawner" -backend process -listen "$spawner_addr" \
 		-prefix vscode -container-port 8080 -username-header X-Auth-Request-Preferred-Username \
 		-hosts-file "$dir/hosts" -workspace-start-delay "$DEMO_WORKSPACE_START_DELAY" \
-		-shutdown-timeout 2s
+		-shutdown-timeout 2s "${workspace[@]}"
 	(cd "$dir/traefik" && exec "$bin/traefik" --configFile="$dir/traefik/traefik.yml") >"$dir/traefik.log" 2>&1 &
 	pids+=("$!")
 	names+=(traefik)
@@ -291,7 +340,12 @@ fi
 DEMO_URL="${DEMO_URL%/}"
 DEMO_USERS="${DEMO_USERS:-alice,bob}"
 DEMO_WORKSPACE_START_DELAY="${DEMO_WORKSPACE_START_DELAY:-3s}"
-export DEMO_ADDR DEMO_URL DEMO_USERS DEMO_WORKSPACE_START_DELAY
+DEMO_WORKSPACE="${DEMO_WORKSPACE:-vscode}"
+case "$DEMO_WORKSPACE" in
+vscode | echo) ;;
+*) die "DEMO_WORKSPACE: must be vscode or echo, got \"$DEMO_WORKSPACE\"" ;;
+esac
+export DEMO_ADDR DEMO_URL DEMO_USERS DEMO_WORKSPACE_START_DELAY DEMO_WORKSPACE
 
 if [ "${1:-}" = "__inside" ]; then
 	dir="$2"
@@ -306,6 +360,7 @@ else
 	dir="$(mktemp -d "${TMPDIR:-/tmp}/container-director-demo.XXXXXX")"
 fi
 echo "demo: logs in $dir" >&2
+DEMO_WORKSPACE_DIR="${DEMO_WORKSPACE_DIR:-$dir/workspaces}"
 prepare
 
 # A private mount namespace (the host's network stays, so a browser on this

@@ -3,12 +3,17 @@
 # network namespaces, with its data root, exec root, socket and pid file under
 # DIR, so that it shares nothing with an engine the machine may already run.
 #
-#   scripts/dockerd.sh DIR
+#   scripts/dockerd.sh [--share-net] DIR
 #
 # Runs in the foreground until it gets SIGTERM or SIGINT, then stops the engine
 # (which stops its containers) and exits. While it runs:
 #
-#   DIR/docker.sock  the engine's API socket (DOCKER_HOST=unix://DIR/docker.sock)
+#   DIR/docker.sock  the engine's API socket (DOCKER_HOST=unix://DIR/docker.sock).
+#                    In the engine's mount namespace /var/run is a private
+#                    tmpfs and the engine listens on /var/run/docker.sock
+#                    too: a container that mounts /var/run/docker.sock, as
+#                    the compose examples do, gets this engine, and the
+#                    machine's /var/run is left alone.
 #   DIR/ns.pid       the pid of a process in the namespaces, as seen from outside:
 #                    nsenter --net=/proc/$(cat DIR/ns.pid)/ns/net COMMAND
 #                    runs COMMAND where the engine's bridge addresses exist
@@ -18,8 +23,12 @@
 # The engine's networks exist only inside its network namespace: nothing
 # outside can reach a container's address, and containers reach nothing but
 # each other (there is no route out). Published ports listen inside that
-# namespace too. Needs root (or a user namespace mapped to root), Debian's
-# docker.io (dockerd, containerd, runc), util-linux and iproute2.
+# namespace too. With --share-net the engine stays in the caller's network
+# namespace instead, which must then be one the caller made for it (a test's
+# private namespace, as internal/nstest makes): its bridges and published
+# ports appear there, beside the caller's own servers. Needs root (or a user
+# namespace mapped to root), Debian's docker.io (dockerd, containerd, runc),
+# util-linux and iproute2.
 #
 # The storage driver is vfs (no overlay mounts needed, slow for big images),
 # and dockerd leaves iptables alone: the namespace is the isolation.
@@ -29,6 +38,8 @@ if [ "${1:-}" = "--inside" ]; then
 	# pid 1 of the new pid namespace.
 	dir="$2"
 	ip link set lo up
+	# Mounts made here stay in this mount namespace (unshare makes them private).
+	mount -t tmpfs -o mode=0755 tmpfs /var/run
 	dockerd \
 		--storage-driver=vfs \
 		--iptables=false --ip6tables=false \
@@ -36,6 +47,7 @@ if [ "${1:-}" = "--inside" ]; then
 		--exec-root "$dir/exec" \
 		--pidfile "$dir/dockerd.pid" \
 		-H "unix://$dir/docker.sock" \
+		-H unix:///var/run/docker.sock \
 		>"$dir/dockerd.log" 2>&1 &
 	engine=$!
 	trap 'kill -TERM "$engine" 2>/dev/null; wait "$engine"; exit 0' TERM INT
@@ -62,8 +74,13 @@ if [ "${1:-}" = "--inside" ]; then
 	exit $?
 fi
 
+netns=(--net)
+if [ "${1:-}" = "--share-net" ]; then
+	netns=()
+	shift
+fi
 if [ $# -ne 1 ]; then
-	echo "usage: $0 DIR" >&2
+	echo "usage: $0 [--share-net] DIR" >&2
 	exit 2
 fi
 for tool in dockerd docker unshare ip; do
@@ -76,7 +93,7 @@ mkdir -p "$1"
 dir="$(cd "$1" && pwd)"
 rm -f "$dir/ready" "$dir/ns.pid"
 
-unshare --pid --fork --kill-child --mount-proc --mount --net -- bash "$0" --inside "$dir" &
+unshare --pid --fork --kill-child --mount-proc --mount "${netns[@]}" -- bash "$0" --inside "$dir" &
 outer=$!
 inner=""
 stop() {
