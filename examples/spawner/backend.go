@@ -67,6 +67,9 @@ type State struct {
 	StartedAt time.Time
 	// FinishedAt is when the container last stopped; zero if never.
 	FinishedAt time.Time
+	// OOMKilled reports whether the kernel killed the last run for want of
+	// memory.
+	OOMKilled bool
 }
 
 // Backend creates and inspects user containers. Implementations must be safe
@@ -85,4 +88,24 @@ type Backend interface {
 	Restart(ctx context.Context, name string) error
 	// Logs returns up to the last n lines of the container's output.
 	Logs(ctx context.Context, name string, n int) ([]string, error)
+	// Stop stops the named container if it runs; its files (and volume)
+	// stay. Stopping a stopped one is not an error.
+	Stop(ctx context.Context, name string) error
+	// Remove removes the named container, never its volume. Removing a
+	// missing one is not an error.
+	Remove(ctx context.Context, name string) error
+	// List returns the containers of the spawner (LabelSpawned=true), in
+	// any state.
+	List(ctx context.Context) ([]State, error)
+	// Endpoint is the host:port at which the named container answers once
+	// it is ready, as the spawner can dial it.
+	Endpoint(name string) string
+}
+
+// ActivityMeter is implemented by backends that can tell how much network
+// traffic a container has had, the measure of the idle stop.
+type ActivityMeter interface {
+	// Activity returns a counter that grows with every byte the container
+	// sends or receives on its network interfaces.
+	Activity(ctx context.Context, name string) (uint64, error)
 }

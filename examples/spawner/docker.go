@@ -4,17 +4,21 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 )
 
 // DockerConfig configures the Docker Engine API backend.
@@ -22,204 +26,241 @@ type DockerConfig struct {
 	// Host is the engine's address: "unix:///path/to/socket" or
 	// "tcp://host:port". Default: "unix:///var/run/docker.sock".
 	Host string
-	// APIVersion is the API version prefix used in every path, e.g. "1.41".
-	// Default: "1.41".
+	// APIVersion fixes the API version, e.g. "1.41". Default: empty, the
+	// version is negotiated with the engine (the highest both speak), which
+	// works from Engine 20.10 (API 1.41) through 29.x (which refuses
+	// versions under 1.44).
 	APIVersion string
 	// Image is the image every user container is created from.
 	// Default: "codercom/code-server:latest".
 	Image string
 	// Network is the network the containers join (HostConfig.NetworkMode),
-	// with the container name as alias. Default: empty, the engine's default.
+	// with the container name as alias. Required: the director must
+	// resolve the name there.
 	Network string
+	// Port is the port every container answers on. Default: 8080.
+	Port int
 	// Pull pulls the image when create reports it missing. Default: false
 	// here; the command line turns it on.
 	Pull bool
+	// Volume is the name template of each user's volume, with {name}
+	// replaced by the container name (so two users never share one).
+	// Default: empty, no volume.
+	Volume string
+	// VolumePath is where the volume is mounted. Default: "/home/coder".
+	VolumePath string
+	// Memory limits each container's memory, in bytes. Default: 0, none.
+	Memory int64
+	// NanoCPUs limits each container's CPU time, in billionths of a CPU.
+	// Default: 0, none.
+	NanoCPUs int64
+	// PidsLimit limits the processes of each container. Default: 0, none.
+	PidsLimit int64
+	// Env is extra "KEY=value" environment of each container, after
+	// USER_NAME. Default: none.
+	Env []string
+	// Command replaces the image's CMD (the arguments of its entrypoint).
+	// Default: the image's.
+	Command []string
+	// RestartPolicy is the engine's restart policy: "no", "on-failure",
+	// "on-failure:N", "unless-stopped" or "always". Default: "no".
+	RestartPolicy string
+	// StopTimeout is how long a container gets to end after SIGTERM when
+	// stopped (idle stop, restart) before SIGKILL. Default: 10s.
+	StopTimeout time.Duration
 }
 
-// dockerBackend talks to the Docker Engine API (or Podman's compatible API)
-// over plain HTTP, usually on a Unix socket.
+// dockerBackend drives the Docker Engine (or Podman's compatible API)
+// through the official Go client.
 type dockerBackend struct {
-	cfg    DockerConfig
-	client *http.Client
-	base   string // "http://docker/v1.41"
+	cfg     DockerConfig
+	client  *client.Client
+	restart container.RestartPolicy
 }
 
-var _ Backend = (*dockerBackend)(nil)
+var (
+	_ Backend       = (*dockerBackend)(nil)
+	_ ActivityMeter = (*dockerBackend)(nil)
+)
 
 // dockerLogLineMax bounds one log line kept for the error page.
 const dockerLogLineMax = 4096
 
-// NewDockerBackend returns a Backend for the engine at cfg.Host.
-func NewDockerBackend(cfg DockerConfig) (Backend, error) {
+// errPull marks a failed image pull.
+var errPull = errors.New("pulling the image failed")
+
+// NewDockerBackend validates cfg and returns a Backend for the engine at
+// cfg.Host. It does not contact the engine; CheckNetwork does.
+func NewDockerBackend(cfg DockerConfig) (*dockerBackend, error) {
 	if cfg.Host == "" {
 		cfg.Host = "unix:///var/run/docker.sock"
-	}
-	if cfg.APIVersion == "" {
-		cfg.APIVersion = "1.41"
 	}
 	if cfg.Image == "" {
 		cfg.Image = "codercom/code-server:latest"
 	}
-	u, err := url.Parse(cfg.Host)
-	if err != nil {
-		return nil, fmt.Errorf("docker-host: parsing %q: %w", cfg.Host, err)
+	if cfg.Port == 0 {
+		cfg.Port = 8080
 	}
-	var network, address, host string
-	switch u.Scheme {
-	case "unix":
-		network, address, host = "unix", u.Path, "docker"
-		if address == "" {
-			return nil, fmt.Errorf("docker-host: %q has no socket path", cfg.Host)
+	if cfg.VolumePath == "" {
+		cfg.VolumePath = "/home/coder"
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	if cfg.Network == "" {
+		return nil, errors.New("SPAWNER_NETWORK: required by the docker backend: the network the director resolves the containers on")
+	}
+	if cfg.Volume != "" {
+		if !strings.Contains(cfg.Volume, "{name}") {
+			return nil, fmt.Errorf("SPAWNER_VOLUME: %q must contain {name}, so that no two users share a volume", cfg.Volume)
 		}
-	case "tcp", "http":
-		network, address, host = "tcp", u.Host, u.Host
-		if address == "" {
-			return nil, fmt.Errorf("docker-host: %q has no address", cfg.Host)
+		if !validVolumeName(strings.ReplaceAll(cfg.Volume, "{name}", "vscode-x")) {
+			return nil, fmt.Errorf("SPAWNER_VOLUME: %q does not make a valid volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)", cfg.Volume)
 		}
+		if !strings.HasPrefix(cfg.VolumePath, "/") {
+			return nil, fmt.Errorf("SPAWNER_VOLUME_PATH: %q must be an absolute path", cfg.VolumePath)
+		}
+	}
+	if cfg.Memory < 0 {
+		return nil, fmt.Errorf("SPAWNER_MEMORY: must not be negative, got %d", cfg.Memory)
+	}
+	if cfg.NanoCPUs < 0 {
+		return nil, fmt.Errorf("SPAWNER_CPUS: must not be negative, got %d", cfg.NanoCPUs)
+	}
+	if cfg.PidsLimit < 0 {
+		return nil, fmt.Errorf("SPAWNER_PIDS_LIMIT: must not be negative, got %d", cfg.PidsLimit)
+	}
+	for _, e := range cfg.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return nil, fmt.Errorf("SPAWNER_ENV: %q is not KEY=value", e)
+		}
+	}
+	restart, err := parseRestartPolicy(cfg.RestartPolicy)
+	if err != nil {
+		return nil, err
+	}
+	opts := []client.Opt{client.WithHost(cfg.Host)}
+	if cfg.APIVersion != "" {
+		opts = append(opts, client.WithAPIVersion(strings.TrimPrefix(cfg.APIVersion, "v")))
+	} else {
+		opts = append(opts, client.WithAPIVersionNegotiation())
+	}
+	c, err := client.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("DOCKER_HOST: %w", err)
+	}
+	return &dockerBackend{cfg: cfg, client: c, restart: restart}, nil
+}
+
+// Close releases the client's connections.
+func (d *dockerBackend) Close() { _ = d.client.Close() }
+
+// parseRestartPolicy parses the restart policy setting.
+func parseRestartPolicy(s string) (container.RestartPolicy, error) {
+	name, count, hasCount := strings.Cut(s, ":")
+	p := container.RestartPolicy{Name: container.RestartPolicyMode(name)}
+	switch p.Name {
+	case "", container.RestartPolicyDisabled:
+		p.Name = container.RestartPolicyDisabled
+	case container.RestartPolicyAlways, container.RestartPolicyUnlessStopped:
+	case container.RestartPolicyOnFailure:
+		if hasCount {
+			n, err := strconv.Atoi(count)
+			if err != nil || n < 0 {
+				return p, fmt.Errorf("SPAWNER_RESTART_POLICY: bad retry count in %q", s)
+			}
+			p.MaximumRetryCount = n
+		}
+		return p, nil
 	default:
-		return nil, fmt.Errorf("docker-host: unsupported scheme in %q (want unix:// or tcp://)", cfg.Host)
+		return p, fmt.Errorf("SPAWNER_RESTART_POLICY: %q is not no, on-failure[:N], unless-stopped or always", s)
 	}
-	dialer := &net.Dialer{Timeout: 5 * time.Second}
-	transport := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, network, address)
-		},
-		MaxIdleConnsPerHost:   8,
-		IdleConnTimeout:       60 * time.Second,
-		ResponseHeaderTimeout: 2 * time.Minute,
-		DisableCompression:    true,
+	if hasCount {
+		return p, fmt.Errorf("SPAWNER_RESTART_POLICY: only on-failure takes a retry count, got %q", s)
 	}
-	return &dockerBackend{
-		cfg: cfg,
-		// Pulling an image streams for minutes; each call is bounded by its
-		// context, this is only the outer limit.
-		client: &http.Client{Transport: transport, Timeout: 15 * time.Minute},
-		base:   "http://" + host + "/v" + strings.TrimPrefix(cfg.APIVersion, "v"),
-	}, nil
+	return p, nil
 }
 
-// dockerError is an engine error response.
-type dockerError struct {
-	status  int
-	message string
-}
-
-func (e *dockerError) Error() string {
-	return fmt.Sprintf("docker engine: status %d: %s", e.status, e.message)
-}
-
-// do sends one request; on a status >= 400 it returns a *dockerError.
-func (d *dockerBackend) do(ctx context.Context, method, path string, query url.Values, body any) (*http.Response, error) {
-	var reader io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("encoding request body: %w", err)
+// validVolumeName reports whether s is a name the engine accepts for a
+// local volume.
+func validVolumeName(s string) bool {
+	if len(s) < 2 || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if i > 0 {
+			ok = ok || c == '_' || c == '.' || c == '-'
 		}
-		reader = bytes.NewReader(b)
+		if !ok {
+			return false
+		}
 	}
-	target := d.base + path
-	if len(query) > 0 {
-		target += "?" + query.Encode()
+	return true
+}
+
+// CheckNetwork makes sure the engine answers and the configured network
+// exists: a spawner that would create containers the director cannot reach
+// must not start.
+func (d *dockerBackend) CheckNetwork(ctx context.Context) error {
+	_, err := d.client.NetworkInspect(ctx, d.cfg.Network, client.NetworkInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("SPAWNER_NETWORK: network %q does not exist on the engine (create it, or name the one the director is on)", d.cfg.Network)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, reader)
 	if err != nil {
-		return nil, fmt.Errorf("building request %s %q: %w", method, path, err)
+		return fmt.Errorf("SPAWNER_NETWORK: checking network %q: %w", d.cfg.Network, err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	return nil
+}
+
+// APIVersion returns the API version in use (after negotiation).
+func (d *dockerBackend) APIVersion() string { return d.client.ClientVersion() }
+
+// Endpoint implements Backend: the container's name on the network.
+func (d *dockerBackend) Endpoint(name string) string {
+	return net.JoinHostPort(name, strconv.Itoa(d.cfg.Port))
+}
+
+// volumeName is name's volume, or "" without volumes.
+func (d *dockerBackend) volumeName(name string) string {
+	if d.cfg.Volume == "" {
+		return ""
 	}
-	resp, err := d.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("calling docker engine %s %q: %w", method, path, err)
+	return strings.ReplaceAll(d.cfg.Volume, "{name}", name)
+}
+
+// stateOf turns an inspect answer into a State.
+func stateOf(name string, info container.InspectResponse) State {
+	st := State{Name: name}
+	if info.Config != nil {
+		st.Managed = info.Config.Labels[LabelSpawned] == "true"
+		st.User = info.Config.Labels[LabelUser]
 	}
-	if resp.StatusCode >= 400 {
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var msg struct {
-			Message string `json:"message"`
+	if s := info.State; s != nil {
+		st.Status = string(s.Status)
+		st.ExitCode = s.ExitCode
+		st.Error = s.Error
+		st.OOMKilled = s.OOMKilled
+		st.StartedAt = parseEngineTime(s.StartedAt)
+		st.FinishedAt = parseEngineTime(s.FinishedAt)
+		if s.Health != nil {
+			st.Health = string(s.Health.Status)
 		}
-		if json.Unmarshal(b, &msg) != nil || msg.Message == "" {
-			msg.Message = strings.TrimSpace(string(b))
-		}
-		return nil, &dockerError{status: resp.StatusCode, message: msg.Message}
 	}
-	return resp, nil
-}
-
-// discard drains and closes a response body so the connection is reused.
-func discard(resp *http.Response) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-}
-
-func containerPath(name, suffix string) string {
-	return "/containers/" + url.PathEscape(name) + suffix
-}
-
-func statusOf(err error) int {
-	var de *dockerError
-	if errors.As(err, &de) {
-		return de.status
-	}
-	return 0
-}
-
-// inspectResponse is the part of GET /containers/{name}/json the spawner uses.
-type inspectResponse struct {
-	Name  string `json:"Name"`
-	State struct {
-		Status     string `json:"Status"`
-		ExitCode   int    `json:"ExitCode"`
-		Error      string `json:"Error"`
-		StartedAt  string `json:"StartedAt"`
-		FinishedAt string `json:"FinishedAt"`
-		Health     *struct {
-			Status string `json:"Status"`
-		} `json:"Health"`
-	} `json:"State"`
-	Config struct {
-		Tty    bool              `json:"Tty"`
-		Labels map[string]string `json:"Labels"`
-	} `json:"Config"`
+	return st
 }
 
 // Inspect implements Backend.
 func (d *dockerBackend) Inspect(ctx context.Context, name string) (State, error) {
-	info, err := d.inspect(ctx, name)
-	if err != nil {
-		return State{}, err
-	}
-	st := State{
-		Name:       name,
-		Status:     info.State.Status,
-		Managed:    info.Config.Labels[LabelSpawned] == "true",
-		User:       info.Config.Labels[LabelUser],
-		ExitCode:   info.State.ExitCode,
-		Error:      info.State.Error,
-		StartedAt:  parseEngineTime(info.State.StartedAt),
-		FinishedAt: parseEngineTime(info.State.FinishedAt),
-	}
-	if info.State.Health != nil {
-		st.Health = info.State.Health.Status
-	}
-	return st, nil
-}
-
-func (d *dockerBackend) inspect(ctx context.Context, name string) (*inspectResponse, error) {
-	resp, err := d.do(ctx, http.MethodGet, containerPath(name, "/json"), nil, nil)
-	if statusOf(err) == http.StatusNotFound {
-		return nil, ErrNotFound
+	res, err := d.client.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return State{}, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("inspecting container %q: %w", name, err)
+		return State{}, fmt.Errorf("inspecting container %q: %w", name, err)
 	}
-	defer discard(resp)
-	var info inspectResponse
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&info); err != nil {
-		return nil, fmt.Errorf("decoding inspect response for %q: %w", name, err)
-	}
-	return &info, nil
+	return stateOf(name, res.Container), nil
 }
 
 // parseEngineTime parses the engine's RFC 3339 timestamps; the engine reports
@@ -232,107 +273,139 @@ func parseEngineTime(s string) time.Time {
 	return t
 }
 
-// createRequest is the body of POST /containers/create.
-type createRequest struct {
-	Image            string            `json:"Image"`
-	Hostname         string            `json:"Hostname,omitempty"`
-	Env              []string          `json:"Env"`
-	Labels           map[string]string `json:"Labels"`
-	HostConfig       createHostConfig  `json:"HostConfig"`
-	NetworkingConfig *networkingConfig `json:"NetworkingConfig,omitempty"`
+// List implements Backend.
+func (d *dockerBackend) List(ctx context.Context) ([]State, error) {
+	res, err := d.client.ContainerList(ctx, client.ContainerListOptions{
+		All: true, Filters: make(client.Filters).Add("label", LabelSpawned+"=true"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing containers: %w", err)
+	}
+	out := make([]State, 0, len(res.Items))
+	for _, c := range res.Items {
+		name := ""
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		out = append(out, State{
+			Name: name, Status: string(c.State), Managed: true, User: c.Labels[LabelUser],
+			StartedAt: d.startedAt(ctx, name, string(c.State)),
+		})
+	}
+	return out, nil
 }
 
-type createHostConfig struct {
-	NetworkMode string `json:"NetworkMode,omitempty"`
+// startedAt is the start time of a running container (the list does not
+// tell it; the idle stop needs it), or zero.
+func (d *dockerBackend) startedAt(ctx context.Context, name, status string) time.Time {
+	if status != StatusRunning || name == "" {
+		return time.Time{}
+	}
+	st, err := d.Inspect(ctx, name)
+	if err != nil {
+		return time.Time{}
+	}
+	return st.StartedAt
 }
 
-type networkingConfig struct {
-	EndpointsConfig map[string]endpointConfig `json:"EndpointsConfig"`
-}
-
-type endpointConfig struct {
-	Aliases []string `json:"Aliases,omitempty"`
+// ensureVolume creates user's volume for name, labelled with its owner, or
+// checks that the existing one is the user's.
+func (d *dockerBackend) ensureVolume(ctx context.Context, vol, user string) error {
+	res, err := d.client.VolumeInspect(ctx, vol, client.VolumeInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		_, err = d.client.VolumeCreate(ctx, client.VolumeCreateOptions{
+			Name: vol, Labels: map[string]string{LabelSpawned: "true", LabelUser: user},
+		})
+		if err != nil {
+			return fmt.Errorf("creating volume %q: %w", vol, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inspecting volume %q: %w", vol, err)
+	}
+	labels := res.Volume.Labels
+	if labels[LabelSpawned] != "true" || labels[LabelUser] != user {
+		return fmt.Errorf("volume %q: %w: it is not %q's", vol, ErrUnmanaged, user)
+	}
+	return nil
 }
 
 // Create implements Backend.
 func (d *dockerBackend) Create(ctx context.Context, name, user string) error {
-	body := createRequest{
+	cfg := &container.Config{
 		Image:    d.cfg.Image,
 		Hostname: name,
-		Env:      []string{"USER_NAME=" + user},
+		Env:      append([]string{"USER_NAME=" + user}, d.cfg.Env...),
 		Labels:   map[string]string{LabelSpawned: "true", LabelUser: user},
 	}
-	if d.cfg.Network != "" {
-		body.HostConfig.NetworkMode = d.cfg.Network
-		body.NetworkingConfig = &networkingConfig{EndpointsConfig: map[string]endpointConfig{
-			d.cfg.Network: {Aliases: []string{name}},
-		}}
+	if len(d.cfg.Command) > 0 {
+		cfg.Cmd = append([]string(nil), d.cfg.Command...)
 	}
-	query := url.Values{"name": {name}}
-	resp, err := d.do(ctx, http.MethodPost, "/containers/create", query, body)
+	host := &container.HostConfig{
+		NetworkMode:   container.NetworkMode(d.cfg.Network),
+		RestartPolicy: d.restart,
+		SecurityOpt:   []string{"no-new-privileges:true"},
+	}
+	host.Memory = d.cfg.Memory
+	host.NanoCPUs = d.cfg.NanoCPUs
+	if d.cfg.PidsLimit > 0 {
+		limit := d.cfg.PidsLimit
+		host.PidsLimit = &limit
+	}
+	if vol := d.volumeName(name); vol != "" {
+		if err := d.ensureVolume(ctx, vol, user); err != nil {
+			return fmt.Errorf("creating container %q: %w", name, err)
+		}
+		host.Mounts = []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: d.cfg.VolumePath}}
+	}
+	opts := client.ContainerCreateOptions{
+		Name: name, Config: cfg, HostConfig: host,
+		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			d.cfg.Network: {Aliases: []string{name}},
+		}},
+	}
+	_, err := d.client.ContainerCreate(ctx, opts)
 	if d.cfg.Pull && isNoSuchImage(err) {
 		if perr := d.pull(ctx); perr != nil {
 			return fmt.Errorf("creating container %q: %w", name, perr)
 		}
-		resp, err = d.do(ctx, http.MethodPost, "/containers/create", query, body)
+		_, err = d.client.ContainerCreate(ctx, opts)
 	}
-	if statusOf(err) == http.StatusConflict {
+	if cerrdefs.IsConflict(err) {
 		return ErrExists
 	}
 	if err != nil {
 		return fmt.Errorf("creating container %q: %w", name, err)
 	}
-	discard(resp)
 	return nil
 }
 
 func isNoSuchImage(err error) bool {
-	var de *dockerError
-	return errors.As(err, &de) && de.status == http.StatusNotFound &&
-		strings.Contains(strings.ToLower(de.message), "no such image")
+	return cerrdefs.IsNotFound(err) && strings.Contains(strings.ToLower(err.Error()), "no such image")
 }
 
-// pull pulls the configured image. The engine streams JSON progress lines and
-// reports a failure as an "error" field in that stream, after a 200.
+// pull pulls the configured image. The engine reports a failure inside the
+// progress stream, after a 200; Wait reads it there.
 func (d *dockerBackend) pull(ctx context.Context) error {
-	image, tag := d.cfg.Image, "latest"
-	// The tag follows the last colon after the last slash (a registry
-	// address may have a port), and a digest is not a tag.
-	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") && !strings.Contains(image, "@") {
-		image, tag = image[:i], image[i+1:]
-	}
-	query := url.Values{"fromImage": {image}}
-	if !strings.Contains(image, "@") {
-		query.Set("tag", tag)
-	}
-	resp, err := d.do(ctx, http.MethodPost, "/images/create", query, nil)
+	resp, err := d.client.ImagePull(ctx, d.cfg.Image, client.ImagePullOptions{})
 	if err != nil {
-		return fmt.Errorf("pulling image %q: %w", d.cfg.Image, err)
+		return fmt.Errorf("%w: %q: %w", errPull, d.cfg.Image, err)
 	}
-	defer discard(resp)
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var msg struct {
-			Error string `json:"error"`
-		}
-		if err := dec.Decode(&msg); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("pulling image %q: reading progress: %w", d.cfg.Image, err)
-		}
-		if msg.Error != "" {
-			return fmt.Errorf("pulling image %q: %s", d.cfg.Image, msg.Error)
-		}
+	defer resp.Close()
+	if err := resp.Wait(ctx); err != nil {
+		return fmt.Errorf("%w: %q: %w", errPull, d.cfg.Image, err)
 	}
+	return nil
 }
 
 // requireManaged refuses to act on a container the spawner did not create.
 func (d *dockerBackend) requireManaged(ctx context.Context, name string) error {
-	info, err := d.inspect(ctx, name)
+	st, err := d.Inspect(ctx, name)
 	if err != nil {
 		return err
 	}
-	if info.Config.Labels[LabelSpawned] != "true" {
+	if !st.Managed {
 		return fmt.Errorf("container %q: %w", name, ErrUnmanaged)
 	}
 	return nil
@@ -344,15 +417,20 @@ func (d *dockerBackend) Start(ctx context.Context, name string) error {
 	if err := d.requireManaged(ctx, name); err != nil {
 		return err
 	}
-	resp, err := d.do(ctx, http.MethodPost, containerPath(name, "/start"), nil, nil)
-	if statusOf(err) == http.StatusNotFound {
+	_, err := d.client.ContainerStart(ctx, name, client.ContainerStartOptions{})
+	if cerrdefs.IsNotFound(err) {
 		return ErrNotFound
 	}
 	if err != nil {
 		return fmt.Errorf("starting container %q: %w", name, err)
 	}
-	discard(resp)
 	return nil
+}
+
+// stopSeconds is StopTimeout in the engine's unit.
+func (d *dockerBackend) stopSeconds() *int {
+	s := int((d.cfg.StopTimeout + time.Second - 1) / time.Second)
+	return &s
 }
 
 // Restart implements Backend.
@@ -360,73 +438,102 @@ func (d *dockerBackend) Restart(ctx context.Context, name string) error {
 	if err := d.requireManaged(ctx, name); err != nil {
 		return err
 	}
-	resp, err := d.do(ctx, http.MethodPost, containerPath(name, "/restart"), url.Values{"t": {"10"}}, nil)
-	if statusOf(err) == http.StatusNotFound {
+	_, err := d.client.ContainerRestart(ctx, name, client.ContainerRestartOptions{Timeout: d.stopSeconds()})
+	if cerrdefs.IsNotFound(err) {
 		return ErrNotFound
 	}
 	if err != nil {
 		return fmt.Errorf("restarting container %q: %w", name, err)
 	}
-	discard(resp)
 	return nil
 }
 
-// Logs implements Backend.
+// Stop implements Backend.
+func (d *dockerBackend) Stop(ctx context.Context, name string) error {
+	if err := d.requireManaged(ctx, name); err != nil {
+		return err
+	}
+	_, err := d.client.ContainerStop(ctx, name, client.ContainerStopOptions{Timeout: d.stopSeconds()})
+	if cerrdefs.IsNotFound(err) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("stopping container %q: %w", name, err)
+	}
+	return nil
+}
+
+// Remove implements Backend. The volume stays: RemoveVolumes only concerns
+// anonymous volumes, and is off.
+func (d *dockerBackend) Remove(ctx context.Context, name string) error {
+	err := d.requireManaged(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = d.client.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("removing container %q: %w", name, err)
+	}
+	return nil
+}
+
+// Activity implements ActivityMeter: bytes received and sent on all the
+// container's interfaces, from one stats sample.
+func (d *dockerBackend) Activity(ctx context.Context, name string) (uint64, error) {
+	res, err := d.client.ContainerStats(ctx, name, client.ContainerStatsOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading stats of %q: %w", name, err)
+	}
+	defer res.Body.Close()
+	var stats container.StatsResponse
+	if err := json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&stats); err != nil {
+		return 0, fmt.Errorf("decoding stats of %q: %w", name, err)
+	}
+	var total uint64
+	for _, n := range stats.Networks {
+		total += n.RxBytes + n.TxBytes
+	}
+	return total, nil
+}
+
+// Logs implements Backend. Without a TTY the engine multiplexes stdout and
+// stderr in frames (8-byte headers), which stdcopy takes apart.
 func (d *dockerBackend) Logs(ctx context.Context, name string, n int) ([]string, error) {
-	query := url.Values{"stdout": {"1"}, "stderr": {"1"}, "tail": {strconv.Itoa(n)}}
-	resp, err := d.do(ctx, http.MethodGet, containerPath(name, "/logs"), query, nil)
-	if statusOf(err) == http.StatusNotFound {
+	res, err := d.client.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading logs of %q: %w", name, err)
 	}
-	defer discard(resp)
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	tty := res.Container.Config != nil && res.Container.Config.Tty
+	rc, err := d.client.ContainerLogs(ctx, name, client.ContainerLogsOptions{
+		ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(n),
+	})
+	if cerrdefs.IsNotFound(err) {
+		return nil, ErrNotFound
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading logs of %q: %w", name, err)
 	}
-	if d.multiplexed(ctx, name, resp.Header.Get("Content-Type"), raw) {
-		raw = demultiplex(raw)
+	defer rc.Close()
+	limited := io.LimitReader(rc, 1<<20)
+	var out bytes.Buffer
+	if tty {
+		_, err = io.Copy(&out, limited)
+	} else {
+		_, err = stdcopy.StdCopy(&out, &out, limited)
 	}
-	return lastLines(raw, n), nil
-}
-
-// multiplexed reports whether a logs response uses the multiplexed stream
-// format. The engine multiplexes stdout and stderr (8-byte frame headers)
-// unless the container has a TTY, but before API 1.42 it labels both formats
-// "application/vnd.docker.raw-stream"; so the container's Tty setting
-// decides, and the first bytes if that cannot be read.
-func (d *dockerBackend) multiplexed(ctx context.Context, name, contentType string, raw []byte) bool {
-	if contentType == "application/vnd.docker.multiplexed-stream" {
-		return true
+	if err != nil && out.Len() == 0 {
+		return nil, fmt.Errorf("reading logs of %q: %w", name, err)
 	}
-	if info, err := d.inspect(ctx, name); err == nil {
-		return !info.Config.Tty
-	}
-	return looksMultiplexed(raw)
-}
-
-// looksMultiplexed reports whether b starts with a stream frame header.
-func looksMultiplexed(b []byte) bool {
-	return len(b) >= 8 && b[0] <= 2 && b[1] == 0 && b[2] == 0 && b[3] == 0
-}
-
-// demultiplex joins the payloads of a multiplexed stream: frames of
-// [stream type, 0, 0, 0, size (big-endian uint32)] followed by size bytes.
-// A truncated last frame keeps what it has.
-func demultiplex(b []byte) []byte {
-	var out []byte
-	for len(b) >= 8 {
-		size := int(binary.BigEndian.Uint32(b[4:8]))
-		b = b[8:]
-		if size > len(b) {
-			size = len(b)
-		}
-		out = append(out, b[:size]...)
-		b = b[size:]
-	}
-	return out
+	return lastLines(out.Bytes(), n), nil
 }
 
 // lastLines splits b into lines and keeps the last n, each cut to a sane

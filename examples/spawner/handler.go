@@ -2,10 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,9 +45,19 @@ type HandlerConfig struct {
 	// shown as the error page instead of being retried on every reload.
 	// Default: 30s.
 	FailureMemory time.Duration
+	// MaxRunning is the most containers of the spawner that may run at
+	// once; past it a page load gets the "no room right now" page and
+	// nothing is created or started. Default: 0, no limit.
+	MaxRunning int
 	// CSRFKey is the key of the restart tokens. Default: 32 random bytes,
 	// so tokens are valid for the life of the process.
 	CSRFKey []byte
+	// Ready reports whether the container at endpoint (Backend.Endpoint)
+	// answers; the spawn duration ends when it does. Default: a TCP dial.
+	Ready func(ctx context.Context, endpoint string) error
+	// Metrics receives the spawner's figures. Default: a private set that
+	// nothing exports.
+	Metrics *metrics
 	// Logger receives one line per decision. Default: slog.Default().
 	Logger *slog.Logger
 	// Now returns the current time. Default: time.Now.
@@ -59,11 +65,14 @@ type HandlerConfig struct {
 }
 
 // handler is the spawner's http.Handler. It is reached by the director when
-// a user's container does not answer.
+// a user's container does not answer. It gathers what decide needs, calls
+// it, and carries out the outcome; the operations it starts live in
+// operations.go.
 type handler struct {
 	cfg     HandlerConfig
 	backend Backend
 	log     *slog.Logger
+	metrics *metrics
 
 	// ctx outlives requests: a create started by one page load goes on
 	// when that browser reloads.
@@ -74,22 +83,10 @@ type handler struct {
 	mu       sync.Mutex
 	ops      map[string]*operation
 	failures map[string]failure
+	reserved int // operations that will make one more container run
 }
 
 var _ http.Handler = (*handler)(nil)
-
-// operation is a create+start or a restart in progress for one container;
-// there is at most one per name.
-type operation struct {
-	stage string // guarded by handler.mu
-	done  chan struct{}
-}
-
-// failure is a create, start or restart that failed recently.
-type failure struct {
-	at     time.Time
-	action string
-}
 
 // NewHandler validates cfg and returns the handler. Close stops its
 // background work.
@@ -109,6 +106,9 @@ func NewHandler(backend Backend, cfg HandlerConfig) (*handler, error) {
 	if cfg.StartGrace < 0 {
 		return nil, fmt.Errorf("start-grace: must be positive, got %s", cfg.StartGrace)
 	}
+	if cfg.MaxRunning < 0 {
+		return nil, fmt.Errorf("SPAWNER_MAX_RUNNING: must be 0 (no limit) or more, got %d", cfg.MaxRunning)
+	}
 	if cfg.LogLines <= 0 {
 		cfg.LogLines = 30
 	}
@@ -119,10 +119,17 @@ func NewHandler(backend Backend, cfg HandlerConfig) (*handler, error) {
 		cfg.FailureMemory = 30 * time.Second
 	}
 	if len(cfg.CSRFKey) == 0 {
-		cfg.CSRFKey = make([]byte, 32)
-		if _, err := rand.Read(cfg.CSRFKey); err != nil {
-			return nil, fmt.Errorf("generating the restart token key: %w", err)
+		key, err := tokenSecret("", "")
+		if err != nil {
+			return nil, err
 		}
+		cfg.CSRFKey = key
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = dialReady
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = newMetrics(nil)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -132,7 +139,7 @@ func NewHandler(backend Backend, cfg HandlerConfig) (*handler, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &handler{
-		cfg: cfg, backend: backend, log: cfg.Logger,
+		cfg: cfg, backend: backend, log: cfg.Logger, metrics: cfg.Metrics,
 		ctx: ctx, cancel: cancel,
 		ops: map[string]*operation{}, failures: map[string]failure{},
 	}, nil
@@ -222,26 +229,6 @@ func isPageLoad(r *http.Request) bool {
 	return false
 }
 
-// ServeHTTP implements http.Handler.
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	name, err := h.containerName(r)
-	if err != nil {
-		h.log.Info("decision", "container", "", "user", "", "state", "", "action", "reject: "+err.Error())
-		plain(w, http.StatusBadRequest, err.Error()+"\n")
-		return
-	}
-	user := h.userFor(r, name)
-	if r.Method == http.MethodPost && isRestartPost(w, r) {
-		h.serveRestart(w, r, name, user)
-		return
-	}
-	if !isPageLoad(r) {
-		h.serveNotReady(w, r, name, user)
-		return
-	}
-	h.servePageLoad(w, r, name, user)
-}
-
 // isRestartPost reports whether r is a form post of the restart button. It
 // reads at most 64 KiB of a form body.
 func isRestartPost(w http.ResponseWriter, r *http.Request) bool {
@@ -256,131 +243,109 @@ func isRestartPost(w http.ResponseWriter, r *http.Request) bool {
 	return r.PostForm.Get(actionField) == "restart"
 }
 
-// plain writes a short plain-text response that no cache keeps.
-func plain(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", strconv.Itoa(refreshSeconds))
+// ServeHTTP implements http.Handler.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name, err := h.containerName(r)
+	if err != nil {
+		h.log.Info("decision", "container", "", "user", "", "state", "", "action", "reject: "+err.Error())
+		plain(w, http.StatusBadRequest, err.Error()+"\n")
+		return
 	}
-	w.WriteHeader(status)
-	_, _ = w.Write([]byte(msg))
-}
-
-func (h *handler) decision(name, user, state, action string) {
-	h.log.Info("decision", "container", name, "user", user, "state", state, "action", action)
-}
-
-// currentOp returns the operation in progress for name, if any.
-func (h *handler) currentOp(name string) (stage string, op *operation) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if op := h.ops[name]; op != nil {
-		return op.stage, op
-	}
-	return "", nil
-}
-
-// recentFailure returns the failure of name remembered within FailureMemory.
-func (h *handler) recentFailure(name string) (failure, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	f, ok := h.failures[name]
-	if ok && h.cfg.Now().Sub(f.at) > h.cfg.FailureMemory {
-		delete(h.failures, name)
-		return failure{}, false
-	}
-	return f, ok
-}
-
-// begin starts run in the background as name's operation, unless one is in
-// progress already; either way it returns the operation in progress. This
-// is the per-name singleflight: dozens of tabs reloading at once lead to a
-// single create.
-func (h *handler) begin(name, user, stage, action string, run func(ctx context.Context, setStage func(string)) error) (op *operation, started bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if op := h.ops[name]; op != nil {
-		return op, false
-	}
-	if h.ctx.Err() != nil {
-		return nil, false
-	}
-	op = &operation{stage: stage, done: make(chan struct{})}
-	h.ops[name] = op
-	delete(h.failures, name)
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.OperationTimeout)
-		defer cancel()
-		err := run(ctx, func(s string) {
-			h.mu.Lock()
-			op.stage = s
-			h.mu.Unlock()
-		})
-		h.mu.Lock()
-		delete(h.ops, name)
-		if err != nil {
-			h.failures[name] = failure{at: h.cfg.Now(), action: action}
+	user := h.userFor(r, name)
+	kind := requestOther
+	switch {
+	case r.Method == http.MethodPost && isRestartPost(w, r):
+		if !sameOrigin(r) {
+			h.decision(name, user, "", "reject restart: cross-site")
+			plain(w, http.StatusForbidden, "restart refused: the request did not come from this site\n")
+			return
 		}
-		h.mu.Unlock()
-		close(op.done)
-		if err != nil {
-			h.log.Error("operation failed", "container", name, "user", user, "action", action, "error", err)
-		} else {
-			h.log.Info("operation done", "container", name, "user", user, "action", action)
+		if !h.validToken(name, r.PostForm.Get(tokenField)) {
+			h.decision(name, user, "", "reject restart: bad token")
+			plain(w, http.StatusForbidden, "restart refused: invalid or expired form; reload the page and try again\n")
+			return
 		}
-	}()
-	return op, true
-}
-
-// beginCreate creates and starts name in the background. The operation
-// looks again before it creates: a page load that saw "not found" just
-// before another operation finished must not create a second time. A name
-// conflict means someone else created it meanwhile; either way, an existing
-// container of the spawner's that was never started is started.
-func (h *handler) beginCreate(name, user string) bool {
-	_, started := h.begin(name, user, stageCreating, "create", func(ctx context.Context, setStage func(string)) error {
-		st, err := h.backend.Inspect(ctx, name)
-		if errors.Is(err, ErrNotFound) {
-			err = h.backend.Create(ctx, name, user)
-			if err == nil {
-				setStage(stageStarting)
-				return h.backend.Start(ctx, name)
+		kind = requestRestart
+	case isPageLoad(r):
+		kind = requestPageLoad
+	}
+	s := h.gather(r, name, user, kind)
+	o := decide(s)
+	h.decision(name, user, describeSituation(s), o.Action.String())
+	if o.Action.changes() {
+		op := h.begin(name, user, o.Action)
+		if s.Kind == requestRestart && op != nil {
+			// Wait a little, so that the page after the redirect shows
+			// the result rather than the old state; tabs that reload
+			// meanwhile see the operation and get the loading page.
+			timer := time.NewTimer(15 * time.Second)
+			defer timer.Stop()
+			select {
+			case <-op.done:
+			case <-timer.C:
+			case <-r.Context().Done():
 			}
-			if !errors.Is(err, ErrExists) {
-				return err
-			}
-			h.decision(name, user, "exists", "create conflict: treated as exists")
-			st, err = h.backend.Inspect(ctx, name)
 		}
-		if err != nil {
-			return err
-		}
-		if !st.Managed || st.Status != StatusCreated {
-			return nil // running already, or not ours: the next load shows which
-		}
-		setStage(stageStarting)
-		return h.backend.Start(ctx, name)
-	})
-	return started
+	}
+	h.render(w, r, name, user, s, o)
 }
 
-// beginStart starts an existing, created but never started container.
-func (h *handler) beginStart(name, user string) bool {
-	_, started := h.begin(name, user, stageStarting, "start", func(ctx context.Context, _ func(string)) error {
-		return h.backend.Start(ctx, name)
-	})
-	return started
-}
-
-// inspect asks the backend with a short timeout of its own.
-func (h *handler) inspect(r *http.Request, name string) (State, error) {
+// gather collects what decide needs about name. It asks the engine at
+// most twice: the container's state, and the running count when the
+// outcome may need room.
+func (h *handler) gather(r *http.Request, name, user string, kind requestKind) situation {
+	s := situation{Kind: kind, User: user, Now: h.cfg.Now(), StartGrace: h.cfg.StartGrace}
+	if stage, op := h.currentOp(name); op != nil {
+		s.Operation = stage
+		return s
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	return h.backend.Inspect(ctx, name)
+	st, err := h.backend.Inspect(ctx, name)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		h.log.Error("inspect failed", "container", name, "user", user, "error", err)
+		h.metrics.failure("engine")
+		s.EngineDown = true
+		return s
+	default:
+		s.Found, s.State = true, st
+	}
+	if f, ok := h.recentFailure(name); ok {
+		s.Failed = f.action
+	}
+	if h.cfg.MaxRunning > 0 && kind != requestOther && decide(s).Action.needsRoom() ||
+		h.cfg.MaxRunning > 0 && kind == requestRestart && s.Found && s.State.Status != StatusRunning {
+		full, err := h.full(ctx)
+		if err != nil {
+			h.log.Error("counting running containers failed", "container", name, "error", err)
+			s.EngineDown = true
+			return s
+		}
+		s.Full = full
+	}
+	return s
+}
+
+// describeSituation is the state as logged.
+func describeSituation(s situation) string {
+	switch {
+	case s.Operation != "":
+		return "operation in progress: " + s.Operation
+	case s.EngineDown:
+		return "unknown"
+	case !s.Found:
+		return "not found"
+	}
+	d := describe(s.State)
+	if s.Failed != "" {
+		d += ", " + s.Failed + " failed"
+	}
+	if s.Full {
+		d += ", no room"
+	}
+	return d
 }
 
 // describe is the state as logged and as told in plain text.
@@ -395,209 +360,117 @@ func describe(st State) string {
 	return s
 }
 
-// verdict is what a page load should show for an existing container.
-type verdict struct {
-	loading bool
-	stage   string // when loading
-	title   string // when not
-	reason  string
+func (h *handler) decision(name, user, state, action string) {
+	h.log.Info("decision", "container", name, "user", user, "state", state, "action", action)
 }
 
-// judge decides between the loading page and the error page for a managed
-// container in state st.
-func (h *handler) judge(st State) verdict {
-	now := h.cfg.Now()
-	switch st.Status {
-	case StatusCreated:
-		return verdict{loading: true, stage: stageStarting}
-	case StatusRunning:
-		if st.Health == HealthUnhealthy {
-			return verdict{title: "Your workspace is unhealthy",
-				reason: "The container is running, but its health check fails."}
-		}
-		if !st.StartedAt.IsZero() && now.Sub(st.StartedAt) > h.cfg.StartGrace {
-			return verdict{title: "Your workspace does not answer",
-				reason: fmt.Sprintf("The container has been running for %s but does not accept connections (the limit is %s).",
-					now.Sub(st.StartedAt).Round(time.Second), h.cfg.StartGrace)}
-		}
-		if st.Health == HealthStarting {
-			return verdict{loading: true, stage: stageStarting}
-		}
-		return verdict{loading: true, stage: stageWaiting}
-	case StatusExited:
-		return verdict{title: "Your workspace has stopped",
-			reason: fmt.Sprintf("The container exited with code %d.", st.ExitCode)}
-	case StatusDead:
-		return verdict{title: "Your workspace is dead",
-			reason: "The container engine could not stop or remove the container cleanly."}
-	case StatusRestarting:
-		return verdict{title: "Your workspace keeps restarting",
-			reason: fmt.Sprintf("The container is being restarted by its restart policy; it last exited with code %d.", st.ExitCode)}
-	case StatusPaused:
-		return verdict{title: "Your workspace is paused", reason: "The container is paused."}
-	default:
-		return verdict{title: "Your workspace is not running",
-			reason: fmt.Sprintf("The container is in state %q.", st.Status)}
-	}
-}
-
-// servePageLoad answers a browser navigation: it starts what needs
-// starting and shows the loading page, or shows the error page.
-func (h *handler) servePageLoad(w http.ResponseWriter, r *http.Request, name, user string) {
-	if stage, op := h.currentOp(name); op != nil {
-		h.decision(name, user, "operation in progress", "loading page: "+stage)
-		h.renderLoading(w, name, user, stage)
-		return
-	}
-	st, err := h.inspect(r, name)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		if f, ok := h.recentFailure(name); ok {
-			h.decision(name, user, "not found", "error page: "+f.action+" failed")
-			h.renderError(w, r, errorView{
-				Title: "Your workspace could not be created", Name: name, User: user,
-				Reason: "Creating or starting the container failed a moment ago.",
-				Advice: "Try again. If it keeps failing, ask your administrator to look at the spawner's log.",
-				Button: "Try again", CanRestart: true,
-			}, http.StatusBadGateway)
+// render writes the answer for outcome o.
+func (h *handler) render(w http.ResponseWriter, r *http.Request, name, user string, s situation, o outcome) {
+	switch o.Action {
+	case actRetryLater:
+		plain(w, http.StatusServiceUnavailable, notReadyMessage(name, s, o))
+	case actRedirect, actRestart:
+		h.seeOther(w, r)
+	case actCreate, actStart, actRecreate:
+		if s.Kind == requestRestart {
+			h.seeOther(w, r)
 			return
 		}
-		h.beginCreate(name, user)
-		h.decision(name, user, "not found", "create; loading page")
-		h.renderLoading(w, name, user, stageCreating)
-		return
-	case err != nil:
-		h.log.Error("inspect failed", "container", name, "user", user, "error", err)
-		h.decision(name, user, "unknown", "error page: engine unavailable")
+		h.renderLoading(w, name, user, o.Stage)
+	case actLoading:
+		if s.Kind == requestRestart {
+			h.seeOther(w, r)
+			return
+		}
+		h.renderLoading(w, name, user, o.Stage)
+	case actCapacity:
+		if s.Kind == requestRestart {
+			h.seeOther(w, r)
+			return
+		}
+		h.renderError(w, r, errorView{
+			Title: "No room for your workspace right now", Name: name, User: user,
+			Reason: "As many workspaces as this server allows are running; yours was not started.",
+			Advice: "Reload this page in a few minutes: a workspace that nobody uses is stopped after a while. If it keeps happening, ask your administrator.",
+		}, http.StatusServiceUnavailable)
+	case actUnavailable:
+		if s.Kind == requestRestart {
+			plain(w, http.StatusServiceUnavailable, "the workspace service is unavailable; retry shortly\n")
+			return
+		}
 		h.renderError(w, r, errorView{
 			Title: "The workspace service is unavailable", Name: name, User: user,
 			Reason: "The spawner cannot reach the container engine right now.",
 			Advice: "Reload this page in a minute. If it keeps failing, ask your administrator.",
 		}, http.StatusServiceUnavailable)
-		return
-	}
-	if !st.Managed {
-		h.decision(name, user, describe(st), "error page: not managed, untouched")
+	case actNotManaged:
+		if s.Kind == requestRestart {
+			plain(w, http.StatusForbidden, "restart refused: this container is not managed by the spawner\n")
+			return
+		}
 		h.renderError(w, r, errorView{
 			Title: "This container is not managed by the spawner", Name: name, User: user,
 			Reason: "A container with this name exists, but the spawner did not create it, so it will not start, restart or inspect it.",
-			Status: st.Status, Health: st.Health,
+			Status: s.State.Status, Health: s.State.Health,
 			Advice: "Ask your administrator to remove or rename that container; the spawner will then create yours.",
 		}, http.StatusBadGateway)
-		return
-	}
-	if st.Status == StatusCreated {
-		if f, ok := h.recentFailure(name); ok {
-			h.decision(name, user, describe(st), "error page: "+f.action+" failed")
-			h.renderStateError(w, r, st, user, verdict{title: "Your workspace could not be started",
-				reason: "Starting the container failed a moment ago."})
+	case actNotOwner:
+		if s.Kind == requestRestart {
+			plain(w, http.StatusForbidden, "restart refused: this container belongs to another user\n")
 			return
 		}
-		h.beginStart(name, user)
-		h.decision(name, user, describe(st), "start; loading page")
-		h.renderLoading(w, name, user, stageStarting)
-		return
-	}
-	v := h.judge(st)
-	if v.loading {
-		h.decision(name, user, describe(st), "loading page: "+v.stage)
-		h.renderLoading(w, name, user, v.stage)
-		return
-	}
-	h.decision(name, user, describe(st), "error page")
-	h.renderStateError(w, r, st, user, v)
-}
-
-// serveNotReady answers a request that is not a page load (XHR, fetch,
-// WebSocket, a form post of the application): a short 503 in plain text.
-// It never creates or starts anything.
-func (h *handler) serveNotReady(w http.ResponseWriter, r *http.Request, name, user string) {
-	if stage, op := h.currentOp(name); op != nil {
-		h.decision(name, user, "operation in progress", "503: not a page load")
-		plain(w, http.StatusServiceUnavailable, fmt.Sprintf("workspace %s is starting (%s); retry shortly\n", name, stage))
-		return
-	}
-	st, err := h.inspect(r, name)
-	var msg string
-	switch {
-	case errors.Is(err, ErrNotFound):
-		msg = fmt.Sprintf("workspace %s is not running; open it in the browser to start it\n", name)
-	case err != nil:
-		h.log.Error("inspect failed", "container", name, "user", user, "error", err)
-		msg = fmt.Sprintf("workspace %s is unavailable; retry shortly\n", name)
-	case !st.Managed:
-		msg = fmt.Sprintf("workspace %s is not managed by the spawner\n", name)
+		h.renderError(w, r, errorView{
+			Title: "This workspace belongs to someone else", Name: name, User: user,
+			Reason: "The container with this name was created for another user, so the spawner will not start, restart or inspect it for you.",
+			Advice: "Ask your administrator: two user names must not lead to the same container.",
+		}, http.StatusForbidden)
+	case actFailedPage:
+		if s.Found {
+			h.renderStateError(w, r, s.State, user, outcome{Title: o.Title,
+				Reason: "Starting the container failed a moment ago."})
+			return
+		}
+		h.renderError(w, r, errorView{
+			Title: o.Title, Name: name, User: user,
+			Reason: "Creating or starting the container failed a moment ago.",
+			Advice: "Try again. If it keeps failing, ask your administrator to look at the spawner's log.",
+			Button: "Try again", CanRestart: true,
+		}, http.StatusBadGateway)
 	default:
-		if v := h.judge(st); v.loading {
-			msg = fmt.Sprintf("workspace %s is starting (%s); retry shortly\n", name, describe(st))
-		} else {
-			msg = fmt.Sprintf("workspace %s is not running (%s); reload the page to see why\n", name, describe(st))
-		}
+		h.renderStateError(w, r, s.State, user, o)
 	}
-	state := "unknown"
-	if err == nil {
-		state = describe(st)
-	} else if errors.Is(err, ErrNotFound) {
-		state = "not found"
-	}
-	h.decision(name, user, state, "503: not a page load")
-	plain(w, http.StatusServiceUnavailable, msg)
 }
 
-// serveRestart handles the restart button: same origin, valid token, a
-// container of the spawner's own; then restart (or create) and 303 back.
-func (h *handler) serveRestart(w http.ResponseWriter, r *http.Request, name, user string) {
-	if !sameOrigin(r) {
-		h.decision(name, user, "", "reject restart: cross-site")
-		plain(w, http.StatusForbidden, "restart refused: the request did not come from this site\n")
-		return
-	}
-	if !hmac.Equal([]byte(r.PostForm.Get(tokenField)), []byte(h.token(name))) {
-		h.decision(name, user, "", "reject restart: bad token")
-		plain(w, http.StatusForbidden, "restart refused: invalid or expired form; reload the page and try again\n")
-		return
-	}
-	if _, op := h.currentOp(name); op != nil {
-		h.decision(name, user, "operation in progress", "restart: already in progress; redirect")
-		h.seeOther(w, r)
-		return
-	}
-	st, err := h.inspect(r, name)
+// notReadyMessage is the plain-text answer to a request that is not a page
+// load.
+func notReadyMessage(name string, s situation, o outcome) string {
 	switch {
-	case errors.Is(err, ErrNotFound):
-		h.beginCreate(name, user)
-		h.decision(name, user, "not found", "restart: create; redirect")
-		h.seeOther(w, r)
-		return
-	case err != nil:
-		h.log.Error("inspect failed", "container", name, "user", user, "error", err)
-		plain(w, http.StatusServiceUnavailable, "the workspace service is unavailable; retry shortly\n")
-		return
-	case !st.Managed:
-		h.decision(name, user, describe(st), "reject restart: not managed, untouched")
-		plain(w, http.StatusForbidden, "restart refused: this container is not managed by the spawner\n")
-		return
+	case s.Operation != "":
+		return fmt.Sprintf("workspace %s is starting (%s); retry shortly\n", name, s.Operation)
+	case s.EngineDown:
+		return fmt.Sprintf("workspace %s is unavailable; retry shortly\n", name)
+	case !s.Found:
+		return fmt.Sprintf("workspace %s is not running; open it in the browser to start it\n", name)
+	case !s.State.Managed:
+		return fmt.Sprintf("workspace %s is not managed by the spawner\n", name)
+	case s.State.User != s.User:
+		return fmt.Sprintf("workspace %s belongs to another user\n", name)
+	case o.Stage != "":
+		return fmt.Sprintf("workspace %s is starting (%s); retry shortly\n", name, describe(s.State))
 	}
-	op, _ := h.begin(name, user, stageStarting, "restart", func(ctx context.Context, _ func(string)) error {
-		if st.Status == StatusCreated {
-			return h.backend.Start(ctx, name)
-		}
-		return h.backend.Restart(ctx, name)
-	})
-	h.decision(name, user, describe(st), "restart; redirect")
-	if op != nil {
-		// Wait a little, so that the page after the redirect shows the
-		// result rather than the old state; tabs that reload meanwhile see
-		// the operation and get the loading page.
-		timer := time.NewTimer(15 * time.Second)
-		defer timer.Stop()
-		select {
-		case <-op.done:
-		case <-timer.C:
-		case <-r.Context().Done():
-		}
+	return fmt.Sprintf("workspace %s is not running (%s); reload the page to see why\n", name, describe(s.State))
+}
+
+// plain writes a short plain-text response that no cache keeps.
+func plain(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(refreshSeconds))
 	}
-	h.seeOther(w, r)
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(msg))
 }
 
 // seeOther redirects back to the URL that was posted to, as a GET.
@@ -612,42 +485,6 @@ func (h *handler) seeOther(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusSeeOther)
 }
 
-// token is the restart form's CSRF token for name: HMAC-SHA256 of the name
-// under the per-process key.
-func (h *handler) token(name string) string {
-	m := hmac.New(sha256.New, h.cfg.CSRFKey)
-	m.Write([]byte(name))
-	return hex.EncodeToString(m.Sum(nil))
-}
-
-// sameOrigin reports whether a post comes from the spawner's own pages:
-// Sec-Fetch-Site when the browser sends it, else an Origin equal to the
-// request's own scheme and host.
-func sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		return site == "same-origin" || site == "none"
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" || origin == "null" {
-		return false
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	} else if p := strings.ToLower(strings.TrimSpace(strings.Split(r.Header.Get("X-Forwarded-Proto"), ",")[0])); p == "https" || p == "http" {
-		scheme = p
-	}
-	if strings.EqualFold(origin, scheme+"://"+r.Host) {
-		return true
-	}
-	// Behind a proxy that rewrites Host, its X-Forwarded-Host is the host
-	// the browser saw. A cross-site form cannot set that header.
-	if fh := strings.TrimSpace(strings.Split(r.Header.Get("X-Forwarded-Host"), ",")[0]); fh != "" {
-		return strings.EqualFold(origin, scheme+"://"+fh)
-	}
-	return false
-}
-
 // renderLoading writes the loading page: 503, Retry-After, no-store.
 func (h *handler) renderLoading(w http.ResponseWriter, name, user, stage string) {
 	v := newLoadingView(name, user, stage)
@@ -660,10 +497,10 @@ func (h *handler) renderLoading(w http.ResponseWriter, name, user, stage string)
 
 // renderStateError writes the error page for a managed container in state
 // st, with its logs and the restart button.
-func (h *handler) renderStateError(w http.ResponseWriter, r *http.Request, st State, user string, v verdict) {
+func (h *handler) renderStateError(w http.ResponseWriter, r *http.Request, st State, user string, o outcome) {
 	now := h.cfg.Now()
 	view := errorView{
-		Title: v.title, Name: st.Name, User: user, Reason: v.reason,
+		Title: o.Title, Name: st.Name, User: user, Reason: o.Reason,
 		Status: st.Status, Health: st.Health,
 		StartedAt: formatTime(st.StartedAt, now), EngineErr: st.Error,
 		CanRestart: true, Button: "Restart my workspace",

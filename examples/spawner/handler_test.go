@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +30,8 @@ type fakeBackend struct {
 	starts      int
 	restarts    int
 	logReads    int
+	stops       int
+	removes     int
 	users       []string
 }
 
@@ -58,7 +62,7 @@ func (f *fakeBackend) Create(_ context.Context, name, user string) error {
 		return f.createErr
 	}
 	if f.conflict {
-		f.containers[name] = State{Name: name, Status: StatusRunning, Managed: true, StartedAt: time.Now()}
+		f.containers[name] = State{Name: name, Status: StatusRunning, Managed: true, User: user, StartedAt: time.Now()}
 		return ErrExists
 	}
 	if _, ok := f.containers[name]; ok {
@@ -111,13 +115,56 @@ func (f *fakeBackend) Logs(_ context.Context, name string, n int) ([]string, err
 	return lines, nil
 }
 
+func (f *fakeBackend) Stop(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stops++
+	st, ok := f.containers[name]
+	if !ok {
+		return ErrNotFound
+	}
+	st.Status, st.ExitCode = StatusExited, 143
+	f.containers[name] = st
+	return nil
+}
+
+func (f *fakeBackend) Remove(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removes++
+	delete(f.containers, name)
+	return nil
+}
+
+func (f *fakeBackend) List(_ context.Context) ([]State, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.inspectErr != nil {
+		return nil, f.inspectErr
+	}
+	var out []State
+	for _, st := range f.containers {
+		if st.Managed {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeBackend) Endpoint(string) string { return "" }
+
 func (f *fakeBackend) counts() (creates, starts, restarts, logReads int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.creates, f.starts, f.restarts, f.logReads
 }
 
+// set puts a container; a managed one without a user is the user its name
+// says.
 func (f *fakeBackend) set(st State) {
+	if st.Managed && st.User == "" {
+		st.User = strings.TrimPrefix(st.Name, "vscode-")
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.containers[st.Name] = st
@@ -563,9 +610,9 @@ func TestPageLoadStates(t *testing.T) {
 			expectedCode: http.StatusBadGateway, expectedText: "keeps restarting",
 		},
 		{
-			desc:         "dead",
-			state:        State{Status: StatusDead, ExitCode: 137},
-			expectedCode: http.StatusBadGateway, expectedText: "is dead",
+			desc:         "paused",
+			state:        State{Status: StatusPaused},
+			expectedCode: http.StatusBadGateway, expectedText: "is paused",
 		},
 	}
 	for _, test := range tests {
@@ -822,5 +869,127 @@ func TestEngineUnavailable(t *testing.T) {
 	w = serve(h, r)
 	if w.Code != http.StatusServiceUnavailable || strings.Contains(w.Body.String(), "docker.sock") {
 		t.Errorf("expected a plain 503 without internals, got %d %q", w.Code, w.Body.String())
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	tests := []struct {
+		desc             string
+		state            *State
+		maxRunning       int
+		others           int // running containers of other users
+		expectedCode     int
+		expectedText     string
+		expectedCreates  int
+		expectedStarts   int
+		expectedRemoves  int
+		expectedLogReads int
+	}{
+		{desc: "stopped cleanly: started again", state: &State{Status: StatusExited, ExitCode: 143},
+			expectedCode: http.StatusServiceUnavailable, expectedText: "Starting your workspace", expectedStarts: 1},
+		{desc: "exit 0: started again", state: &State{Status: StatusExited, ExitCode: 0},
+			expectedCode: http.StatusServiceUnavailable, expectedText: "Starting your workspace", expectedStarts: 1},
+		{desc: "crashed: error page with logs", state: &State{Status: StatusExited, ExitCode: 2},
+			expectedCode: http.StatusBadGateway, expectedText: "exited with code 2", expectedLogReads: 1},
+		{desc: "dead: removed and created again", state: &State{Status: StatusDead},
+			expectedCode: http.StatusServiceUnavailable, expectedText: "Creating the container",
+			expectedRemoves: 1, expectedCreates: 1, expectedStarts: 1},
+		{desc: "no room: nothing created", maxRunning: 2, others: 2,
+			expectedCode: http.StatusServiceUnavailable, expectedText: "No room for your workspace right now"},
+		{desc: "room left: created", maxRunning: 3, others: 2,
+			expectedCode: http.StatusServiceUnavailable, expectedText: "Starting your workspace", expectedCreates: 1, expectedStarts: 1},
+		{desc: "no room: stopped one stays stopped", state: &State{Status: StatusExited}, maxRunning: 1, others: 1,
+			expectedCode: http.StatusServiceUnavailable, expectedText: "No room"},
+		{desc: "another user's container untouched", state: &State{Status: StatusExited, ExitCode: 0, User: "jill"},
+			expectedCode: http.StatusForbidden, expectedText: "belongs to someone else"},
+	}
+	for _, test := range tests {
+		b := newFakeBackend()
+		if test.state != nil {
+			st := *test.state
+			st.Name, st.Managed = "vscode-jack", true
+			b.set(st)
+		}
+		for i := 0; i < test.others; i++ {
+			b.set(State{Name: "vscode-other" + strconv.Itoa(i), Status: StatusRunning, Managed: true, StartedAt: time.Now()})
+		}
+		h := newTestHandler(t, b, HandlerConfig{MaxRunning: test.maxRunning})
+		w := serve(h, pageLoad("/", "vscode-jack"))
+		if w.Code != test.expectedCode || !strings.Contains(w.Body.String(), test.expectedText) {
+			t.Errorf("%s: expected %d with %q, got %d %q", test.desc, test.expectedCode, test.expectedText, w.Code, lastN(w.Body.String(), 300))
+		}
+		waitIdle(t, h)
+		creates, starts, _, logReads := b.counts()
+		b.mu.Lock()
+		removes := b.removes
+		b.mu.Unlock()
+		if creates != test.expectedCreates || starts != test.expectedStarts || removes != test.expectedRemoves || logReads != test.expectedLogReads {
+			t.Errorf("%s: expected %d creates %d starts %d removes %d log reads, got %d %d %d %d", test.desc,
+				test.expectedCreates, test.expectedStarts, test.expectedRemoves, test.expectedLogReads, creates, starts, removes, logReads)
+		}
+	}
+}
+
+// TestCapacityWithinOneReplica: page loads of more users than there is room
+// for, all at once: no more containers run than allowed.
+func TestCapacityWithinOneReplica(t *testing.T) {
+	b := newFakeBackend()
+	b.createDelay = 20 * time.Millisecond
+	h := newTestHandler(t, b, HandlerConfig{MaxRunning: 3})
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			serve(h, pageLoad("/", "vscode-u"+strconv.Itoa(i)))
+		}(i)
+	}
+	wg.Wait()
+	waitIdle(t, h)
+	list, _ := b.List(context.Background())
+	running := 0
+	for _, st := range list {
+		if st.Status == StatusRunning {
+			running++
+		}
+	}
+	if running != 3 {
+		t.Errorf("expected exactly 3 running containers, got %d", running)
+	}
+}
+
+func TestSharedTokenSecret(t *testing.T) {
+	key := []byte("a shared secret of the replicas")
+	b := newFakeBackend()
+	b.set(State{Name: "vscode-jack", Status: StatusExited, Managed: true, ExitCode: 1})
+	one := newTestHandler(t, b, HandlerConfig{CSRFKey: key})
+	two := newTestHandler(t, b, HandlerConfig{CSRFKey: key})
+	other := newTestHandler(t, b, HandlerConfig{})
+	r := restartPost("/", "vscode-jack", one.token("vscode-jack"))
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	if w := serve(two, r); w.Code != http.StatusSeeOther {
+		t.Errorf("expected the other replica to accept the token, got %d", w.Code)
+	}
+	r = restartPost("/", "vscode-jack", one.token("vscode-jack"))
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	if w := serve(other, r); w.Code != http.StatusForbidden {
+		t.Errorf("expected a spawner with another key to refuse the token, got %d", w.Code)
+	}
+}
+
+func TestTokenSecret(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/secret"
+	if err := os.WriteFile(file, []byte("  from a file, long enough\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, err := tokenSecret("", file)
+	if err != nil || string(key) != "from a file, long enough" {
+		t.Errorf("expected the file's trimmed content, got %q, %v", key, err)
+	}
+	a, _ := tokenSecret("", "")
+	b, _ := tokenSecret("", "")
+	if len(a) != 32 || string(a) == string(b) {
+		t.Errorf("expected 32 fresh random bytes each time")
 	}
 }

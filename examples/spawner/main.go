@@ -14,11 +14,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -26,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	units "github.com/docker/go-units"
 )
 
 func main() {
@@ -53,6 +57,20 @@ type config struct {
 	hostsFile       string
 	workspaceDelay  time.Duration
 	shutdownTimeout time.Duration
+
+	volume        string
+	volumePath    string
+	memory        int64
+	nanoCPUs      int64
+	pidsLimit     int64
+	env           []string
+	command       []string
+	restartPolicy string
+	stopTimeout   time.Duration
+	maxRunning    int
+	idleTimeout   time.Duration
+	tokenKey      []byte
+	metricsListen string
 }
 
 // parseConfig reads flags, with environment variables as their defaults.
@@ -108,7 +126,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.startGrace, "start-grace", dur("SPAWNER_START_GRACE", 60*time.Second), "how long a running container may take to answer (env SPAWNER_START_GRACE)")
 	fs.IntVar(&c.containerPort, "container-port", num("SPAWNER_CONTAINER_PORT", 8080), "port of every container (env SPAWNER_CONTAINER_PORT)")
 	fs.StringVar(&c.dockerHost, "docker-host", str("DOCKER_HOST", "unix:///var/run/docker.sock"), "Docker Engine API address (env DOCKER_HOST)")
-	fs.StringVar(&c.dockerAPI, "docker-api-version", str("SPAWNER_DOCKER_API_VERSION", "1.41"), "Docker Engine API version (env SPAWNER_DOCKER_API_VERSION)")
+	fs.StringVar(&c.dockerAPI, "docker-api-version", str("SPAWNER_DOCKER_API_VERSION", ""), "Docker Engine API version; empty negotiates (env SPAWNER_DOCKER_API_VERSION)")
 	fs.StringVar(&c.image, "image", str("SPAWNER_IMAGE", "codercom/code-server:latest"), "image of the user containers (env SPAWNER_IMAGE)")
 	fs.StringVar(&c.network, "network", str("SPAWNER_NETWORK", ""), "network the containers join (env SPAWNER_NETWORK)")
 	fs.BoolVar(&c.pull, "pull", boolean("SPAWNER_PULL", true), "pull the image when it is missing (env SPAWNER_PULL)")
@@ -116,9 +134,47 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.processAddrs, "process-addrs", str("SPAWNER_PROCESS_ADDRS", "127.0.1.1-127.0.1.254"), "process backend: loopback address range (env SPAWNER_PROCESS_ADDRS)")
 	fs.StringVar(&c.hostsFile, "hosts-file", str("SPAWNER_HOSTS_FILE", ""), "process backend: hosts file to append \"ADDR NAME\" to (env SPAWNER_HOSTS_FILE)")
 	fs.DurationVar(&c.workspaceDelay, "workspace-start-delay", dur("SPAWNER_WORKSPACE_START_DELAY", 0), "process backend: -start-delay of the built-in workspace (env SPAWNER_WORKSPACE_START_DELAY)")
+	fs.StringVar(&c.volume, "volume", str("SPAWNER_VOLUME", "{name}-home"), "docker backend: name template of each user's volume, with {name}; \"none\" for no volume (env SPAWNER_VOLUME)")
+	fs.StringVar(&c.volumePath, "volume-path", str("SPAWNER_VOLUME_PATH", "/home/coder"), "docker backend: where the volume is mounted (env SPAWNER_VOLUME_PATH)")
+	fs.StringVar(&c.restartPolicy, "restart-policy", str("SPAWNER_RESTART_POLICY", "no"), "docker backend: no, on-failure[:N], unless-stopped or always (env SPAWNER_RESTART_POLICY)")
+	fs.DurationVar(&c.stopTimeout, "stop-timeout", dur("SPAWNER_STOP_TIMEOUT", 10*time.Second), "how long a container gets after SIGTERM (env SPAWNER_STOP_TIMEOUT)")
+	fs.IntVar(&c.maxRunning, "max-running", num("SPAWNER_MAX_RUNNING", 0), "most containers running at once; 0 for no limit (env SPAWNER_MAX_RUNNING)")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", dur("SPAWNER_IDLE_TIMEOUT", 0), "stop a container after this long without network traffic; 0 never (env SPAWNER_IDLE_TIMEOUT)")
+	fs.StringVar(&c.metricsListen, "metrics-listen", str("SPAWNER_METRICS_LISTEN", ""), "address of /metrics; empty for none (env SPAWNER_METRICS_LISTEN)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", dur("SPAWNER_SHUTDOWN_TIMEOUT", 10*time.Second), "how long to wait for requests on shutdown (env SPAWNER_SHUTDOWN_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if v := getenv("SPAWNER_MEMORY"); v != "" {
+		n, err := units.RAMInBytes(v)
+		if err != nil || n < 0 {
+			envErrs = append(envErrs, fmt.Errorf("SPAWNER_MEMORY: parsing %q: want a size such as 2g or 512m", v))
+		}
+		c.memory = n
+	}
+	if v := getenv("SPAWNER_CPUS"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f > 1e6 || f != f {
+			envErrs = append(envErrs, fmt.Errorf("SPAWNER_CPUS: parsing %q: want a number of CPUs such as 1.5", v))
+		}
+		c.nanoCPUs = int64(f * 1e9)
+	}
+	if v := getenv("SPAWNER_PIDS_LIMIT"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			envErrs = append(envErrs, fmt.Errorf("SPAWNER_PIDS_LIMIT: parsing %q: want a number of processes, 0 for no limit", v))
+		}
+		c.pidsLimit = n
+	}
+	var err error
+	if c.env, err = parseList(getenv("SPAWNER_ENV")); err != nil {
+		envErrs = append(envErrs, fmt.Errorf("SPAWNER_ENV: %w", err))
+	}
+	if c.command, err = parseList(getenv("SPAWNER_COMMAND")); err != nil {
+		envErrs = append(envErrs, fmt.Errorf("SPAWNER_COMMAND: %w", err))
+	}
+	if c.tokenKey, err = tokenSecret(getenv("SPAWNER_TOKEN_SECRET"), getenv("SPAWNER_TOKEN_SECRET_FILE")); err != nil {
+		envErrs = append(envErrs, err)
 	}
 	if len(envErrs) > 0 {
 		return c, errors.Join(envErrs...)
@@ -137,8 +193,39 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("prefix: %q is not a valid DNS label start", c.prefix)
 	case c.usernameHeader == "":
 		return c, errors.New("username-header: must not be empty")
+	case c.maxRunning < 0:
+		return c, fmt.Errorf("SPAWNER_MAX_RUNNING (-max-running): must be 0 (no limit) or more, got %d", c.maxRunning)
+	case c.idleTimeout < 0:
+		return c, fmt.Errorf("SPAWNER_IDLE_TIMEOUT (-idle-timeout): must be 0 (never) or positive, got %s", c.idleTimeout)
+	case c.stopTimeout <= 0:
+		return c, fmt.Errorf("SPAWNER_STOP_TIMEOUT (-stop-timeout): must be positive, got %s", c.stopTimeout)
+	case c.idleTimeout > 0 && c.backend == "process":
+		return c, errors.New("SPAWNER_IDLE_TIMEOUT: the process backend cannot measure network activity; use the docker backend or leave it 0")
+	}
+	if c.volume == "none" {
+		c.volume = ""
+	}
+	if c.backend == "docker" && c.network == "" {
+		return c, errors.New("SPAWNER_NETWORK (-network): required by the docker backend: the network the director resolves the containers on")
 	}
 	return c, nil
+}
+
+// parseList reads a list setting: a JSON array of strings, or words
+// separated by white space.
+func parseList(v string) ([]string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return nil, nil
+	}
+	if strings.HasPrefix(v, "[") {
+		var list []string
+		if err := json.Unmarshal([]byte(v), &list); err != nil {
+			return nil, fmt.Errorf("parsing %q as a JSON array of strings: %w", v, err)
+		}
+		return list, nil
+	}
+	return strings.Fields(v), nil
 }
 
 // run serves until SIGINT or SIGTERM and returns the exit code.
@@ -157,15 +244,32 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	var closeBackend func()
 	switch c.backend {
 	case "docker":
-		backend, err = NewDockerBackend(DockerConfig{
+		var db *dockerBackend
+		db, err = NewDockerBackend(DockerConfig{
 			Host: c.dockerHost, APIVersion: c.dockerAPI, Image: c.image, Network: c.network, Pull: c.pull,
+			Port: c.containerPort, Volume: c.volume, VolumePath: c.volumePath, Memory: c.memory,
+			NanoCPUs: c.nanoCPUs, PidsLimit: c.pidsLimit, Env: c.env, Command: c.command,
+			RestartPolicy: c.restartPolicy, StopTimeout: c.stopTimeout,
 		})
-		closeBackend = func() {}
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			err = db.CheckNetwork(ctx)
+			cancel()
+			if err == nil {
+				logger.Info("docker engine", "api_version", db.APIVersion(), "network", c.network)
+			}
+		}
+		backend, closeBackend = db, func() {
+			if db != nil {
+				db.Close()
+			}
+		}
 	case "process":
 		var pb *processBackend
 		pb, err = NewProcessBackend(ProcessConfig{
 			Command: strings.Fields(c.processCommand), StartDelay: c.workspaceDelay,
 			Addrs: c.processAddrs, Port: c.containerPort, HostsFile: c.hostsFile, Logger: logger,
+			StopTimeout: c.stopTimeout,
 		})
 		backend, closeBackend = pb, func() {
 			if pb != nil {
@@ -179,8 +283,10 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	defer closeBackend()
 
+	m := newMetrics(backend)
 	h, err := NewHandler(backend, HandlerConfig{
 		Prefix: c.prefix, UsernameHeader: c.usernameHeader, StartGrace: c.startGrace, Logger: logger,
+		MaxRunning: c.maxRunning, CSRFKey: c.tokenKey, Metrics: m,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "spawner: %v\n", err)
@@ -188,15 +294,44 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	defer h.Close()
 
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 2)
+	if c.idleTimeout > 0 {
+		meter, ok := backend.(ActivityMeter)
+		if !ok {
+			fmt.Fprintf(stderr, "spawner: SPAWNER_IDLE_TIMEOUT: the %s backend cannot measure activity\n", c.backend)
+			return 2
+		}
+		idle := &idleStopper{backend: backend, meter: meter, timeout: c.idleTimeout, every: idleCheckEvery(c.idleTimeout),
+			metrics: m, log: logger, now: time.Now}
+		idleCtx, cancelIdle := context.WithCancel(ctx)
+		idleDone := make(chan struct{})
+		go func() { defer close(idleDone); idle.run(idleCtx) }()
+		defer func() { cancelIdle(); <-idleDone }()
+	}
+	if c.metricsListen != "" {
+		ln, err := net.Listen("tcp", c.metricsListen)
+		if err != nil {
+			fmt.Fprintf(stderr, "spawner: SPAWNER_METRICS_LISTEN: %v\n", err)
+			return 2
+		}
+		msrv := &http.Server{Handler: m.handler(logger), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := msrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics: %w", err)
+			}
+		}()
+		defer msrv.Close()
+		logger.Info("metrics listening", "listen", ln.Addr().String())
+	}
+
 	srv := &http.Server{
 		Addr:              c.listen,
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	logger.Info("spawner listening", "listen", c.listen, "backend", c.backend, "prefix", c.prefix)
 	select {

@@ -28,11 +28,33 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{
 			desc: "defaults",
+			env:  map[string]string{"SPAWNER_NETWORK": "users"},
 			check: func(c config) bool {
 				return c.listen == ":8090" && c.backend == "docker" && c.prefix == "vscode" &&
 					c.usernameHeader == "X-Forwarded-Preferred-Username" && c.startGrace == 60*time.Second &&
 					c.containerPort == 8080 && c.dockerHost == "unix:///var/run/docker.sock" &&
-					c.image == "codercom/code-server:latest" && c.pull && c.processAddrs == "127.0.1.1-127.0.1.254"
+					c.image == "codercom/code-server:latest" && c.pull && c.processAddrs == "127.0.1.1-127.0.1.254" &&
+					c.dockerAPI == "" && c.volume == "{name}-home" && c.volumePath == "/home/coder" &&
+					c.restartPolicy == "no" && c.stopTimeout == 10*time.Second && c.maxRunning == 0 &&
+					c.idleTimeout == 0 && c.metricsListen == "" && len(c.tokenKey) == 32 && c.memory == 0 &&
+					c.nanoCPUs == 0 && c.pidsLimit == 0 && c.env == nil && c.command == nil
+			},
+		},
+		{
+			desc: "docker settings",
+			env: map[string]string{
+				"SPAWNER_NETWORK": "users", "SPAWNER_MEMORY": "2g", "SPAWNER_CPUS": "1.5", "SPAWNER_PIDS_LIMIT": "512",
+				"SPAWNER_ENV": `["A=1", "B=two words"]`, "SPAWNER_COMMAND": "--auth none --bind-addr 0.0.0.0:8080",
+				"SPAWNER_VOLUME": "none", "SPAWNER_MAX_RUNNING": "20", "SPAWNER_IDLE_TIMEOUT": "30m",
+				"SPAWNER_TOKEN_SECRET": "0123456789abcdef0123", "SPAWNER_METRICS_LISTEN": ":9090",
+				"SPAWNER_RESTART_POLICY": "unless-stopped", "SPAWNER_STOP_TIMEOUT": "30s",
+			},
+			check: func(c config) bool {
+				return c.memory == 2<<30 && c.nanoCPUs == 1500000000 && c.pidsLimit == 512 &&
+					len(c.env) == 2 && c.env[1] == "B=two words" &&
+					strings.Join(c.command, "|") == "--auth|none|--bind-addr|0.0.0.0:8080" && c.volume == "" &&
+					c.maxRunning == 20 && c.idleTimeout == 30*time.Minute && string(c.tokenKey) == "0123456789abcdef0123" &&
+					c.metricsListen == ":9090" && c.restartPolicy == "unless-stopped" && c.stopTimeout == 30*time.Second
 			},
 		},
 		{
@@ -52,7 +74,7 @@ func TestParseConfig(t *testing.T) {
 		},
 		{
 			desc: "flags win over the environment",
-			args: []string{"-listen", ":7000", "-backend", "docker", "-start-grace", "5s"},
+			args: []string{"-listen", ":7000", "-backend", "docker", "-start-grace", "5s", "-network", "users"},
 			env:  map[string]string{"SPAWNER_LISTEN": ":9000", "SPAWNER_BACKEND": "process", "SPAWNER_START_GRACE": "2m"},
 			check: func(c config) bool {
 				return c.listen == ":7000" && c.backend == "docker" && c.startGrace == 5*time.Second
@@ -66,6 +88,18 @@ func TestParseConfig(t *testing.T) {
 		{desc: "zero grace", args: []string{"-start-grace", "0s"}, expectedErr: "start-grace"},
 		{desc: "bad prefix", args: []string{"-prefix", "VS.Code"}, expectedErr: "prefix"},
 		{desc: "empty header", args: []string{"-username-header", ""}, expectedErr: "username-header"},
+		{desc: "docker without network", env: map[string]string{}, expectedErr: "SPAWNER_NETWORK"},
+		{desc: "bad memory", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_MEMORY": "lots"}, expectedErr: "SPAWNER_MEMORY"},
+		{desc: "bad cpus", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_CPUS": "-1"}, expectedErr: "SPAWNER_CPUS"},
+		{desc: "bad pids", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_PIDS_LIMIT": "many"}, expectedErr: "SPAWNER_PIDS_LIMIT"},
+		{desc: "bad env list", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_ENV": `["A=1"`}, expectedErr: "SPAWNER_ENV"},
+		{desc: "bad command list", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_COMMAND": `[1]`}, expectedErr: "SPAWNER_COMMAND"},
+		{desc: "negative max running", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_MAX_RUNNING": "-1"}, expectedErr: "SPAWNER_MAX_RUNNING"},
+		{desc: "bad idle timeout", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_IDLE_TIMEOUT": "later"}, expectedErr: "SPAWNER_IDLE_TIMEOUT"},
+		{desc: "idle timeout on processes", env: map[string]string{"SPAWNER_BACKEND": "process", "SPAWNER_IDLE_TIMEOUT": "1m"}, expectedErr: "SPAWNER_IDLE_TIMEOUT"},
+		{desc: "short token secret", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_TOKEN_SECRET": "short"}, expectedErr: "SPAWNER_TOKEN_SECRET"},
+		{desc: "missing token secret file", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_TOKEN_SECRET_FILE": "/nonexistent/secret"}, expectedErr: "SPAWNER_TOKEN_SECRET_FILE"},
+		{desc: "both token secrets", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_TOKEN_SECRET": "0123456789abcdef0", "SPAWNER_TOKEN_SECRET_FILE": "/x"}, expectedErr: "SPAWNER_TOKEN_SECRET"},
 		{desc: "extra argument", args: []string{"serve"}, expectedErr: "unexpected arguments"},
 	}
 	for _, test := range tests {
@@ -166,7 +200,7 @@ func TestServeAndSIGTERM(t *testing.T) {
 		c.Close()
 		t.Errorf("dave's workspace still answers after the spawner exited")
 	}
-	if !strings.Contains(stderr.String(), `msg=decision container=vscode-dave user=dave state="not found" action="create; loading page"`) {
+	if !strings.Contains(stderr.String(), `msg=decision container=vscode-dave user=dave state="not found" action=create`) {
 		t.Errorf("expected the decision in the log, got:\n%s", stderr.String())
 	}
 }

@@ -377,3 +377,49 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// Stop implements Backend: the process group gets SIGTERM, then SIGKILL.
+func (b *processBackend) Stop(_ context.Context, name string) error {
+	b.mu.Lock()
+	p := b.procs[name]
+	b.mu.Unlock()
+	if p == nil {
+		return ErrNotFound
+	}
+	b.stop(p)
+	return nil
+}
+
+// Remove implements Backend: the process is stopped and forgotten; its
+// address goes back to the pool.
+func (b *processBackend) Remove(ctx context.Context, name string) error {
+	if err := b.Stop(ctx, name); errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.procs, name)
+	return nil
+}
+
+// List implements Backend.
+func (b *processBackend) List(_ context.Context) ([]State, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]State, 0, len(b.procs))
+	for _, p := range b.procs {
+		out = append(out, State{
+			Name: p.name, Status: p.status, Managed: true, User: p.user, ExitCode: p.exitCode,
+			StartedAt: p.startedAt, FinishedAt: p.finishedAt,
+		})
+	}
+	return out, nil
+}
+
+// Endpoint implements Backend: the process's loopback address and port.
+func (b *processBackend) Endpoint(name string) string {
+	if addr := b.Addr(name); addr != "" {
+		return net.JoinHostPort(addr, strconv.Itoa(b.cfg.Port))
+	}
+	return ""
+}
