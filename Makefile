@@ -21,13 +21,15 @@ unit:
 yaegi-test:
 	scripts/yaegi-test.sh
 
-# The Kubernetes backend's tests run against a real kube-apiserver and etcd,
-# built (long, the first time) before the tests' own timeout starts.
+# The reference spawner. Its Docker tests start a private dockerd
+# (scripts/dockerd.sh, root) and its Kubernetes tests a real kube-apiserver
+# and etcd, built (long, the first time) before the tests' own timeout
+# starts; both fail under CI=true if they cannot run.
 spawner-test:
 	@if dir="$$(scripts/kube.sh)"; then export KUBEAPITEST_BIN_DIR="$$dir"; \
 	elif [ "$$CI" = true ]; then echo "spawner-test: building kube-apiserver failed"; exit 1; \
 	else echo "spawner-test: no kube-apiserver here: its tests will skip"; fi; \
-	cd examples/spawner && echo "go test -race -count=1 ./... (examples/spawner)" && $(GO) test -race -count=1 ./...
+	cd examples/spawner && echo "go test -race -count=1 -timeout 15m ./... (examples/spawner)" && $(GO) test -race -count=1 -timeout 15m ./...
 
 # Every compose file through `docker compose config`, every director
 # middleware in the examples through New.

@@ -95,7 +95,7 @@ type Backend interface {
 	// missing one is not an error.
 	Remove(ctx context.Context, name string) error
 	// List returns the containers of the spawner (LabelSpawned=true), in
-	// any state.
+	// any state: Name, Status, Managed and User at least.
 	List(ctx context.Context) ([]State, error)
 	// Endpoint is the host:port at which the named container answers once
 	// it is ready, as the spawner can dial it.

@@ -208,6 +208,9 @@ func (d *dockerBackend) CheckNetwork(ctx context.Context) error {
 	if cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("SPAWNER_NETWORK: network %q does not exist on the engine (create it, or name the one the director is on)", d.cfg.Network)
 	}
+	if client.IsErrConnectionFailed(err) {
+		return fmt.Errorf("DOCKER_HOST: the engine at %q does not answer: %w", d.cfg.Host, err)
+	}
 	if err != nil {
 		return fmt.Errorf("SPAWNER_NETWORK: checking network %q: %w", d.cfg.Network, err)
 	}
@@ -287,25 +290,10 @@ func (d *dockerBackend) List(ctx context.Context) ([]State, error) {
 		if len(c.Names) > 0 {
 			name = strings.TrimPrefix(c.Names[0], "/")
 		}
-		out = append(out, State{
-			Name: name, Status: string(c.State), Managed: true, User: c.Labels[LabelUser],
-			StartedAt: d.startedAt(ctx, name, string(c.State)),
-		})
+		// The list tells neither exit codes nor times: Inspect does.
+		out = append(out, State{Name: name, Status: string(c.State), Managed: true, User: c.Labels[LabelUser]})
 	}
 	return out, nil
-}
-
-// startedAt is the start time of a running container (the list does not
-// tell it; the idle stop needs it), or zero.
-func (d *dockerBackend) startedAt(ctx context.Context, name, status string) time.Time {
-	if status != StatusRunning || name == "" {
-		return time.Time{}
-	}
-	st, err := d.Inspect(ctx, name)
-	if err != nil {
-		return time.Time{}
-	}
-	return st.StartedAt
 }
 
 // ensureVolume creates user's volume for name, labelled with its owner, or

@@ -458,6 +458,10 @@ func notReadyMessage(name string, s situation, o outcome) string {
 	case o.Stage != "":
 		return fmt.Sprintf("workspace %s is starting (%s); retry shortly\n", name, describe(s.State))
 	}
+	if page := decide(situation{Kind: requestPageLoad, User: s.User, Found: true, State: s.State,
+		Now: s.Now, StartGrace: s.StartGrace}); page.Action.needsRoom() {
+		return fmt.Sprintf("workspace %s is stopped (%s); open it in the browser to start it\n", name, describe(s.State))
+	}
 	return fmt.Sprintf("workspace %s is not running (%s); reload the page to see why\n", name, describe(s.State))
 }
 

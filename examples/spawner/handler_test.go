@@ -32,6 +32,7 @@ type fakeBackend struct {
 	logReads    int
 	stops       int
 	removes     int
+	endpoint    string
 	users       []string
 }
 
@@ -151,7 +152,11 @@ func (f *fakeBackend) List(_ context.Context) ([]State, error) {
 	return out, nil
 }
 
-func (f *fakeBackend) Endpoint(string) string { return "" }
+func (f *fakeBackend) Endpoint(string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.endpoint
+}
 
 func (f *fakeBackend) counts() (creates, starts, restarts, logReads int) {
 	f.mu.Lock()
@@ -406,7 +411,8 @@ func TestNotReadyReportsState(t *testing.T) {
 	}{
 		{desc: "not found", expected: "not running; open it in the browser"},
 		{desc: "starting", state: &State{Status: StatusRunning, Managed: true, StartedAt: time.Now()}, expected: "is starting"},
-		{desc: "exited", state: &State{Status: StatusExited, Managed: true, ExitCode: 3}, expected: "exit code 3"},
+		{desc: "exited", state: &State{Status: StatusExited, Managed: true, ExitCode: 3}, expected: "exit code 3)); reload the page to see why"},
+		{desc: "stopped cleanly", state: &State{Status: StatusExited, Managed: true, ExitCode: 143}, expected: "is stopped (exited (exit code 143)); open it in the browser to start it"},
 		{desc: "unmanaged", state: &State{Status: StatusRunning}, expected: "not managed"},
 	}
 	for _, test := range tests {

@@ -115,12 +115,20 @@ func (e *idleStopper) check(ctx context.Context) {
 		}
 		running[st.Name] = true
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		counter, err := e.meter.Activity(actx, st.Name)
+		full, err := e.backend.Inspect(actx, st.Name) // for StartedAt
+		var counter uint64
+		if err == nil {
+			counter, err = e.meter.Activity(actx, st.Name)
+		}
 		cancel()
 		if err != nil {
 			e.log.Warn("idle stop: reading activity failed", "container", st.Name, "error", err)
 			continue
 		}
+		if full.Status != StatusRunning || !full.Managed {
+			continue // stopped meanwhile
+		}
+		st = full
 		prev, ok := e.seen[st.Name]
 		now := e.now()
 		verdict, next := judgeIdle(prev, ok, st.StartedAt, counter, now, e.timeout)

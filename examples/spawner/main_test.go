@@ -146,8 +146,14 @@ func TestServeAndSIGTERM(t *testing.T) {
 	}
 	listen := l.Addr().String()
 	l.Close()
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsListen := ml.Addr().String()
+	ml.Close()
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), "SPAWNER_TEST_SERVE=1", "SPAWNER_LISTEN="+listen,
+	cmd.Env = append(os.Environ(), "SPAWNER_TEST_SERVE=1", "SPAWNER_LISTEN="+listen, "SPAWNER_METRICS_LISTEN="+metricsListen,
 		"SPAWNER_BACKEND=process", "SPAWNER_PROCESS_ADDRS=127.0.1.30-127.0.1.39", "SPAWNER_CONTAINER_PORT=18083",
 		"SPAWNER_HOSTS_FILE="+hosts)
 	var stderr bytes.Buffer
@@ -185,6 +191,33 @@ func TestServeAndSIGTERM(t *testing.T) {
 		}
 		return err == nil
 	})
+	// /metrics on its own address: the spawn, its duration once the
+	// workspace answered, and the workspace running.
+	expected := []string{`spawner_spawns_total{action="create"} 1`, `spawner_spawn_duration_seconds_count 1`,
+		`spawner_containers{state="running"} 1`}
+	var text string
+	waitFor(t, 10*time.Second, "the figures in /metrics", func() bool {
+		resp, err := http.Get("http://" + metricsListen + "/metrics")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		text = string(b)
+		for _, e := range expected {
+			if !strings.Contains(text, e) {
+				return false
+			}
+		}
+		return true
+	})
+	if resp, err := http.Get("http://" + listen + "/metrics"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), "spawner_spawns_total") {
+			t.Errorf("the metrics are served on the users' address too")
+		}
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -216,7 +216,7 @@ func (h *handler) create(ctx context.Context, name, user string, setStage func(s
 			return err
 		}
 		h.decision(name, user, "exists", "create conflict: treated as exists")
-		st, err = h.backend.Inspect(ctx, name)
+		st, err = h.inspectAfterConflict(ctx, name)
 	}
 	if err != nil {
 		return err
@@ -226,6 +226,25 @@ func (h *handler) create(ctx context.Context, name, user string, setStage func(s
 	}
 	setStage(stageStarting)
 	return h.backend.Start(ctx, name)
+}
+
+// inspectAfterConflict inspects a container whose create just met a name
+// conflict. The engine reserves the name before the other create has
+// registered the container, so for a moment inspect still says "not
+// found": ask again for up to 10 s.
+func (h *handler) inspectAfterConflict(ctx context.Context, name string) (State, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := h.backend.Inspect(ctx, name)
+		if !errors.Is(err, ErrNotFound) || time.Now().After(deadline) {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // start starts an existing container.
@@ -289,7 +308,11 @@ func (h *handler) watchReady(name string, began time.Time) {
 			}
 			select {
 			case <-ctx.Done():
-				if h.ctx.Err() == nil {
+				// A name the spawner cannot resolve means it is not on the
+				// containers' network (as in the compose examples): no
+				// figure then, and no failure either.
+				var dnsErr *net.DNSError
+				if h.ctx.Err() == nil && !errors.As(err, &dnsErr) {
 					h.metrics.failure("not_answering")
 				}
 				return

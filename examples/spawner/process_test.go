@@ -24,7 +24,12 @@ func TestMain(m *testing.M) {
 	if os.Getenv("SPAWNER_TEST_SERVE") == "1" {
 		os.Exit(run(nil, os.Getenv, os.Stderr))
 	}
-	os.Exit(m.Run())
+	if url := os.Getenv("SPAWNER_TEST_HTTPGET"); url != "" {
+		os.Exit(httpGetHook(url))
+	}
+	code := m.Run()
+	stopSharedEngine()
+	os.Exit(code)
 }
 
 func newTestProcessBackend(t *testing.T, cfg ProcessConfig) *processBackend {
