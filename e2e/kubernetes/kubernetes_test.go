@@ -263,6 +263,72 @@ func TestExamplesWithTraefikCRDProvider(t *testing.T) {
 			t.Errorf("the spawner got %+v, want one request for vscode-alice", reqs)
 		}
 	})
+
+	// From here on the container-spawner Service's endpoint is the real
+	// spawner, run as spawner.yaml's Deployment runs it, with its
+	// ServiceAccount's token: a new user's visit creates her Pod, which
+	// the node starts; a crash gives the error page.
+	t.Run("the spawner's Kubernetes backend starts a new user's workspace", func(t *testing.T) {
+		stop := startRealSpawner(ctx, t, cluster, examples)
+		defer stop()
+		if err := moveEndpointSlice(ctx, cs, "container-director", "container-spawner", realSpawner); err != nil {
+			t.Fatal(err)
+		}
+		// Traefik follows the EndpointSlice: wait for the spawner's loading
+		// page (HTML, 503) instead of the stand-in's text.
+		var code int
+		var body string
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			code, body, err = get("/", "carol")
+			if err == nil && code == http.StatusServiceUnavailable && strings.Contains(body, "<html") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("carol's first visit: %d %.300q %v, want the spawner's loading page", code, body, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		pod := waitForPod(ctx, t, cs, "vscode-carol")
+		if pod.Labels["container-director.user"] != "carol" {
+			t.Errorf("Pod vscode-carol labels %v, want carol's", pod.Labels)
+		}
+		if _, err := cs.CoreV1().PersistentVolumeClaims("workspaces").Get(ctx, "vscode-carol-home", metav1.GetOptions{}); err != nil {
+			t.Errorf("carol's claim: %v", err)
+		}
+
+		// The node: the container runs, listens and is ready.
+		carol := startServer(t, net.JoinHostPort(carolAddr, "8080"), "carol's workspace")
+		defer carol.Close()
+		setPodStatus(ctx, t, cs, "vscode-carol", corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}, true)
+		deadline = time.Now().Add(30 * time.Second)
+		for {
+			code, body, err = get("/", "carol")
+			if err == nil && code == http.StatusOK && strings.Contains(body, "carol's workspace") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("carol after her Pod started: %d %.300q %v, want her workspace", code, body, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+
+		// The node: it crashes, with the end of its log in the status.
+		carol.Close()
+		setPodStatus(ctx, t, cs, "vscode-carol", corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: 2, Reason: "Error", Message: "carol's workspace: fatal: cannot open /home/coder/.config",
+			StartedAt: metav1.NewTime(time.Now().Add(-time.Minute)), FinishedAt: metav1.Now(),
+		}}, false)
+		code, body, err = get("/", "carol")
+		if err != nil || code != http.StatusBadGateway {
+			t.Fatalf("carol after a crash: %d %v, want the error page (502)", code, err)
+		}
+		for _, want := range []string{"exited", "fatal: cannot open /home/coder/.config"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("the error page lacks %q:\n%.1500s", want, body)
+			}
+		}
+	})
 }
 
 // oauth2ProxyStandIn answers as OAuth2 Proxy does for Traefik: /oauth2/auth
@@ -543,4 +609,168 @@ func (l *logBuffer) tail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// startRealSpawner runs examples/spawner with the environment of
+// spawner.yaml's Deployment, a kubeconfig with its ServiceAccount's token
+// (as in its Pod), on realSpawner:8090, and returns its stop.
+func startRealSpawner(ctx context.Context, t *testing.T, cluster *kubeapitest.Cluster, examples string) func() {
+	t.Helper()
+	token, err := cluster.ServiceAccountToken(ctx, "container-director", "container-spawner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	ca := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(ca, cluster.CA, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+  - name: test
+    cluster: {server: %q, certificate-authority: %q}
+users:
+  - name: container-spawner
+    user: {token: %q}
+contexts:
+  - name: test
+    context: {cluster: test, user: container-spawner}
+current-context: test
+`, cluster.Host, ca, token)
+	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PATH=" + os.Getenv("PATH"), "KUBECONFIG=" + kubeconfig,
+		"SPAWNER_LISTEN=" + net.JoinHostPort(realSpawner, "8090")}
+	for k, v := range deploymentEnv(t, filepath.Join(examples, "spawner.yaml")) {
+		switch k {
+		case "SPAWNER_IDLE_TIMEOUT":
+			// Its counter needs pods/exec into a running container: a
+			// kubelet's work.
+			continue
+		}
+		env = append(env, k+"="+v)
+	}
+	logs := &logBuffer{}
+	cmd := exec.Command(os.Getenv("KUBE_E2E_SPAWNER"))
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the spawner: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	return func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("the spawner's log:\n%s", logs.tail(40))
+		}
+	}
+}
+
+// deploymentEnv returns the environment of the Deployment in path.
+func deploymentEnv(t *testing.T, path string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc struct {
+			Kind string `yaml:"kind"`
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct {
+							Env []struct {
+								Name  string `yaml:"name"`
+								Value string `yaml:"value"`
+							} `yaml:"env"`
+						} `yaml:"containers"`
+					} `yaml:"spec"`
+				} `yaml:"template"`
+			} `yaml:"spec"`
+		}
+		if err := dec.Decode(&doc); err != nil {
+			t.Fatalf("%s: no Deployment: %v", path, err)
+		}
+		if doc.Kind != "Deployment" {
+			continue
+		}
+		env := map[string]string{}
+		for _, c := range doc.Spec.Template.Spec.Containers {
+			for _, e := range c.Env {
+				env[e.Name] = e.Value
+			}
+		}
+		return env
+	}
+}
+
+// moveEndpointSlice points the test's EndpointSlice of Service ns/name at
+// addr, as the EndpointSlice controller would when its Pod moves.
+func moveEndpointSlice(ctx context.Context, cs kubernetes.Interface, ns, name, addr string) error {
+	slice, err := cs.DiscoveryV1().EndpointSlices(ns).Get(ctx, name+"-test", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	slice.Endpoints[0].Addresses = []string{addr}
+	_, err = cs.DiscoveryV1().EndpointSlices(ns).Update(ctx, slice, metav1.UpdateOptions{})
+	return err
+}
+
+// waitForPod waits until the spawner has created the Pod name.
+func waitForPod(ctx context.Context, t *testing.T, cs kubernetes.Interface, name string) *corev1.Pod {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pod, err := cs.CoreV1().Pods("workspaces").Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			return pod
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the spawner did not create the Pod %s: %v", name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// setPodStatus plays the kubelet: the workspace container's state, and
+// whether the Pod is ready.
+func setPodStatus(ctx context.Context, t *testing.T, cs kubernetes.Interface, name string, state corev1.ContainerState, ready bool) {
+	t.Helper()
+	pod, err := cs.CoreV1().Pods("workspaces").Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cond := corev1.ConditionFalse
+	if ready {
+		cond = corev1.ConditionTrue
+	}
+	now := metav1.Now()
+	pod.Status.Phase = corev1.PodRunning
+	if state.Terminated != nil {
+		pod.Status.Phase = corev1.PodFailed
+	}
+	pod.Status.PodIP = carolAddr
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: cond, LastTransitionTime: now}}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+		Name: pod.Spec.Containers[0].Name, Image: pod.Spec.Containers[0].Image, ImageID: "sha256:test", Ready: ready, State: state,
+	}}
+	if _, err := cs.CoreV1().Pods("workspaces").UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("the node setting %s's status: %v", name, err)
+	}
 }

@@ -31,7 +31,9 @@ const (
 	aliceAddr   = "10.244.0.2"  // vscode-alice: answers
 	bobAddr     = "10.244.0.3"  // vscode-bob: nothing listens
 	authAddr    = "10.244.0.10" // oauth2-proxy
-	spawnerAddr = "10.244.0.20" // container-spawner
+	carolAddr   = "10.244.0.4"  // vscode-carol: the node starts it during the test
+	spawnerAddr = "10.244.0.20" // container-spawner: a stand-in that records
+	realSpawner = "10.244.0.21" // container-spawner: examples/spawner
 )
 
 // publicHost is the host of examples/kubernetes/ingressroute.yaml.
@@ -41,6 +43,7 @@ func hosts() map[string]string {
 	return map[string]string{
 		"vscode-alice.workspaces.svc.cluster.local":              aliceAddr,
 		"vscode-bob.workspaces.svc.cluster.local":                bobAddr,
+		"vscode-carol.workspaces.svc.cluster.local":              carolAddr,
 		"oauth2-proxy.container-director.svc.cluster.local":      authAddr,
 		"container-spawner.container-director.svc.cluster.local": spawnerAddr,
 		publicHost: "127.0.0.1",
@@ -67,6 +70,16 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		os.Setenv("KUBE_E2E_TRAEFIK_MODULE", mod.Dir)
+		// The spawner, with its Kubernetes backend.
+		spawner := filepath.Join(os.TempDir(), fmt.Sprintf("kube-e2e-spawner-%d", os.Getpid()))
+		build := exec.Command("go", "build", "-o", spawner, ".")
+		build.Dir = filepath.Join(repoRoot(), "examples", "spawner")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: building the spawner: %v\n", err)
+			os.Exit(1)
+		}
+		os.Setenv("KUBE_E2E_SPAWNER", spawner)
 		if _, err := kubeapitest.Binaries(); err != nil {
 			if os.Getenv("CI") == "true" {
 				fmt.Fprintf(os.Stderr, "FAIL: building kube-apiserver and etcd: %v\n", err)
@@ -75,9 +88,11 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "SKIP: no kube-apiserver: %v\n", err)
 			os.Exit(0)
 		}
-		os.Exit(nstest.Main(m, hosts()))
+		code := nstest.Main(m, hosts())
+		os.Remove(spawner)
+		os.Exit(code)
 	}
-	for _, addr := range []string{aliceAddr, bobAddr, authAddr, spawnerAddr} {
+	for _, addr := range []string{aliceAddr, bobAddr, carolAddr, authAddr, spawnerAddr, realSpawner} {
 		if out, err := exec.Command("ip", "addr", "add", addr+"/32", "dev", "lo").CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "FAIL: adding %s to lo: %v: %s\n", addr, err, out)
 			os.Exit(1)
