@@ -139,7 +139,13 @@ func Start(binDir string, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 
-	clientPort, peerPort, apiPort := freePort(opts.BindAddress), freePort("127.0.0.1"), freePort(opts.BindAddress)
+	var ports [3]string
+	for i, host := range []string{"127.0.0.1", "127.0.0.1", opts.BindAddress} {
+		if ports[i], err = freePort(host); err != nil {
+			return nil, err
+		}
+	}
+	clientPort, peerPort, apiPort := ports[0], ports[1], ports[2]
 	etcdClient := "http://127.0.0.1:" + clientPort
 	etcdPeer := "http://127.0.0.1:" + peerPort
 	if err := c.start("etcd", filepath.Join(binDir, "etcd"),
@@ -456,14 +462,14 @@ func randomToken() string {
 }
 
 // freePort returns a port free on host at the time.
-func freePort(host string) string {
+func freePort(host string) (string, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
-		panic(err)
+		return "", fmt.Errorf("finding a free port on %s: %w", host, err)
 	}
 	defer ln.Close()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
+	return port, nil
 }
 
 // logBuffer collects a process's output.
