@@ -21,10 +21,15 @@ unit:
 yaegi-test:
 	scripts/yaegi-test.sh
 
-# The reference spawner; its Docker tests start a private dockerd
-# (scripts/dockerd.sh, root) and fail under CI=true if it cannot start.
+# The reference spawner. Its Docker tests start a private dockerd
+# (scripts/dockerd.sh, root) and its Kubernetes tests a real kube-apiserver
+# and etcd, built (long, the first time) before the tests' own timeout
+# starts; both fail under CI=true if they cannot run.
 spawner-test:
-	cd examples/spawner && $(GO) test -race -count=1 -timeout 15m ./...
+	@if dir="$$(scripts/kube.sh)"; then export KUBEAPITEST_BIN_DIR="$$dir"; \
+	elif [ "$$CI" = true ]; then echo "spawner-test: building kube-apiserver failed"; exit 1; \
+	else echo "spawner-test: no kube-apiserver here: its tests will skip"; fi; \
+	cd examples/spawner && echo "go test -race -count=1 -timeout 15m ./... (examples/spawner)" && $(GO) test -race -count=1 -timeout 15m ./...
 
 # Every compose file through `docker compose config`, every director
 # middleware in the examples through New: fast checks of the files alone.

@@ -5,10 +5,10 @@ import (
 	"strconv"
 )
 
-// scheme is the fixed colours of one colour scheme; the accent comes from
+// colorScheme is the fixed colours of one colour scheme; the accent comes from
 // the Theme. Every text colour here reads at 4.5:1 or more on the surfaces
 // it is used on (TestSchemeContrast).
-type scheme struct {
+type colorScheme struct {
 	Page, PageEnd string // the page's background gradient
 	Surface       string // the card
 	Text          string
@@ -25,12 +25,12 @@ type scheme struct {
 }
 
 var (
-	lightScheme = scheme{
+	lightScheme = colorScheme{
 		Page: "#eef2f7", PageEnd: "#e2e8f0", Surface: lightSurface, Text: "#1f2937", Muted: "#475569",
 		Subtle: "#f1f5f9", Border: "#e2e8f0", DoneBg: "#dcfce7", DoneText: "#166534",
 		BadBg: "#fee2e2", BadText: "#991b1b", Danger: "#dc2626", LogBg: "#0f172a", LogText: "#e2e8f0",
 	}
-	darkScheme = scheme{
+	darkScheme = colorScheme{
 		Page: "#0f172a", PageEnd: "#020617", Surface: darkSurface, Text: "#e2e8f0", Muted: "#cbd5e1",
 		Subtle: "#334155", Border: "#334155", DoneBg: "#14532d", DoneText: "#bbf7d0",
 		BadBg: "#7f1d1d", BadText: "#fecaca", Danger: "#f87171", LogBg: "#020617", LogText: "#e2e8f0",
@@ -65,8 +65,8 @@ const themeStyle = `{{define "theme"}}
 {{define "brand"}}<div class="brand">{{if .Logo}}<img src="{{.Logo}}" alt="">{{end}}<span>{{.Product}}</span></div>{{end}}`
 
 // LightScheme and DarkScheme give the templates the fixed colours.
-func (Theme) LightScheme() scheme { return lightScheme }
-func (Theme) DarkScheme() scheme  { return darkScheme }
+func (Theme) LightScheme() colorScheme { return lightScheme }
+func (Theme) DarkScheme() colorScheme  { return darkScheme }
 
 var loadingTemplate = template.Must(template.Must(template.New("loading").Funcs(template.FuncMap{
 	"inc": func(i int) int { return i + 1 },

@@ -72,7 +72,13 @@ type config struct {
 	idleTimeout   time.Duration
 	tokenKey      []byte
 	metricsListen string
-	theme         ThemeSettings
+
+	kubeNamespace    string
+	kubeStorageSize  string
+	kubeStorageClass string
+	kubeconfig       string
+
+	theme ThemeSettings
 }
 
 // parseConfig reads flags, with environment variables as their defaults.
@@ -122,7 +128,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs := flag.NewFlagSet("spawner", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.listen, "listen", str("SPAWNER_LISTEN", ":8090"), "address to listen on (env SPAWNER_LISTEN)")
-	fs.StringVar(&c.backend, "backend", str("SPAWNER_BACKEND", "docker"), "docker or process (env SPAWNER_BACKEND)")
+	fs.StringVar(&c.backend, "backend", str("SPAWNER_BACKEND", "docker"), "docker, kubernetes or process (env SPAWNER_BACKEND)")
 	fs.StringVar(&c.prefix, "prefix", str("SPAWNER_CONTAINER_PREFIX", "vscode"), "container name prefix (env SPAWNER_CONTAINER_PREFIX)")
 	fs.StringVar(&c.usernameHeader, "username-header", str("SPAWNER_USERNAME_HEADER", "X-Forwarded-Preferred-Username"), "identity header (env SPAWNER_USERNAME_HEADER)")
 	fs.DurationVar(&c.startGrace, "start-grace", dur("SPAWNER_START_GRACE", 60*time.Second), "how long a running container may take to answer (env SPAWNER_START_GRACE)")
@@ -143,6 +149,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.maxRunning, "max-running", num("SPAWNER_MAX_RUNNING", 0), "most containers running at once; 0 for no limit (env SPAWNER_MAX_RUNNING)")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", dur("SPAWNER_IDLE_TIMEOUT", 0), "stop a container after this long without network traffic; 0 never (env SPAWNER_IDLE_TIMEOUT)")
 	fs.StringVar(&c.metricsListen, "metrics-listen", str("SPAWNER_METRICS_LISTEN", ""), "address of /metrics; empty for none (env SPAWNER_METRICS_LISTEN)")
+	fs.StringVar(&c.kubeNamespace, "kubernetes-namespace", str("SPAWNER_KUBERNETES_NAMESPACE", "workspaces"), "kubernetes backend: namespace of the workspaces (env SPAWNER_KUBERNETES_NAMESPACE)")
+	fs.StringVar(&c.kubeStorageSize, "kubernetes-storage-size", str("SPAWNER_KUBERNETES_STORAGE_SIZE", "10Gi"), "kubernetes backend: size of each home's claim (env SPAWNER_KUBERNETES_STORAGE_SIZE)")
+	fs.StringVar(&c.kubeStorageClass, "kubernetes-storage-class", str("SPAWNER_KUBERNETES_STORAGE_CLASS", ""), "kubernetes backend: storage class of the claims; empty for the cluster's default (env SPAWNER_KUBERNETES_STORAGE_CLASS)")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", str("KUBECONFIG", ""), "kubernetes backend: kubeconfig file; empty for the in-cluster configuration (env KUBECONFIG)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", dur("SPAWNER_SHUTDOWN_TIMEOUT", 10*time.Second), "how long to wait for requests on shutdown (env SPAWNER_SHUTDOWN_TIMEOUT)")
 	themeFlags(fs, str, &c.theme)
 	if err := fs.Parse(args); err != nil {
@@ -192,8 +202,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	switch {
-	case c.backend != "docker" && c.backend != "process":
-		return c, fmt.Errorf("SPAWNER_BACKEND (-backend): must be docker or process, got %q", c.backend)
+	case c.backend != "docker" && c.backend != "process" && c.backend != "kubernetes":
+		return c, fmt.Errorf("SPAWNER_BACKEND (-backend): must be docker, kubernetes or process, got %q", c.backend)
 	case c.containerPort < 1 || c.containerPort > 65535:
 		return c, fmt.Errorf("SPAWNER_CONTAINER_PORT (-container-port): must be 1-65535, got %d", c.containerPort)
 	case c.startGrace <= 0:
@@ -217,6 +227,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.volume == "none" {
 		c.volume = ""
+	}
+	if c.backend == "kubernetes" {
+		if c.pidsLimit > 0 {
+			return c, errors.New("SPAWNER_PIDS_LIMIT: the kubernetes backend cannot limit a Pod's processes (the kubelet's podPidsLimit does); leave it unset")
+		}
+		if c.restartPolicy != "" && c.restartPolicy != "no" {
+			return c, fmt.Errorf("SPAWNER_RESTART_POLICY: the kubernetes backend runs each workspace as a Pod that is never restarted behind the spawner's back; only \"no\" applies, got %q", c.restartPolicy)
+		}
 	}
 	if c.backend == "docker" && c.network == "" {
 		return c, errors.New("SPAWNER_NETWORK (-network): required by the docker backend: the network the director resolves the containers on")
@@ -294,6 +312,22 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 				db.Close()
 			}
 		}
+	case "kubernetes":
+		var kb *kubeBackend
+		kb, err = NewKubernetesBackend(KubernetesConfig{
+			Kubeconfig: c.kubeconfig, Namespace: c.kubeNamespace, Image: c.image, Port: c.containerPort,
+			Volume: c.volume, VolumePath: c.volumePath, StorageSize: c.kubeStorageSize, StorageClass: c.kubeStorageClass,
+			Memory: c.memory, NanoCPUs: c.nanoCPUs, Env: c.env, Command: c.command, StopTimeout: c.stopTimeout,
+		})
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			err = kb.CheckAccess(ctx)
+			cancel()
+			if err == nil {
+				logger.Info("kubernetes", "namespace", c.kubeNamespace)
+			}
+		}
+		backend, closeBackend = kb, func() {}
 	case "process":
 		var pb *processBackend
 		pb, err = NewProcessBackend(ProcessConfig{

@@ -43,7 +43,7 @@ func TestAccentContrast(t *testing.T) {
 // TestSchemeContrast: the fixed colours of both schemes read at 4.5:1
 // where text is drawn on them.
 func TestSchemeContrast(t *testing.T) {
-	for name, s := range map[string]scheme{"light": lightScheme, "dark": darkScheme} {
+	for name, s := range map[string]colorScheme{"light": lightScheme, "dark": darkScheme} {
 		pairs := []struct{ what, fg, bg string }{
 			{"text", s.Text, s.Surface},
 			{"muted text", s.Muted, s.Surface},
