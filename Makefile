@@ -4,7 +4,7 @@ GO ?= go
 # Modules of their own, so that the plugin's module stays standard-library only.
 SUBMODULES := e2e examples/spawner examples/check
 
-.PHONY: test lint unit yaegi-test spawner-test check-examples e2e examples-up bench bench-hotpath demo
+.PHONY: test lint unit yaegi-test spawner-test check-examples e2e examples-up bench bench-hotpath demo screenshots
 
 test: lint unit yaegi-test spawner-test check-examples e2e
 
@@ -46,7 +46,7 @@ examples-up:
 
 # The proxy side by side with Traefik alone, then spawn latency on a real engine.
 bench:
-	cd e2e && $(GO) test -count=1 -v -timeout 30m -run '^TestBench(Spawn|VSCode)?$$' . -args -bench
+	cd e2e && $(GO) test -count=1 -v -timeout 30m -run '^(TestBench|TestBenchSpawn|TestBenchVSCode|TestLoadingPageSwitch)$$' . -args -bench
 
 # Where the time of one proxied request goes: interpreted, compiled, plain proxy.
 bench-hotpath:
@@ -54,3 +54,7 @@ bench-hotpath:
 
 demo:
 	scripts/demo.sh
+
+# The spawner's pages at every stage, light and dark, phone and desktop.
+screenshots:
+	cd examples/spawner && SPAWNER_SCREENSHOTS=$(CURDIR)/docs/images $(GO) test -count=1 -run '^TestScreenshots$$' .

@@ -282,7 +282,8 @@ func TestDemoInChromium(t *testing.T) {
 	// dora types her name, sees her workspace start, then uses it.
 	dora := signIn("dora", true, true)
 	s := dora.waitState(t, 20*time.Second, "the loading page", func(s pageState) bool {
-		return strings.HasPrefix(s.Title, "Starting your workspace")
+		// The title is there before the body is parsed: wait for both.
+		return strings.HasPrefix(s.Title, "Starting your workspace") && strings.Contains(s.Text, "vscode-")
 	})
 	for _, want := range []string{"Starting your workspace", "Hello dora", "vscode-dora"} {
 		if !strings.Contains(s.Text, want) {

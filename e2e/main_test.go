@@ -77,6 +77,10 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "FAIL: building the sign-in tools: %v\n", err)
 			os.Exit(1)
 		}
+		if err := downloadDemoModules(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+			os.Exit(1)
+		}
 		if err := buildImageTools(); err != nil {
 			fmt.Fprintf(os.Stderr, "FAIL: building the examples' images: %v\n", err)
 			os.Exit(1)

@@ -265,6 +265,11 @@ inside() {
 	# Names like vscode-alice resolve through this file for everything
 	# started below; the rest of the machine keeps its own /etc/hosts.
 	mount --bind "$dir/hosts" /etc/hosts
+	# Go's own resolver reads /etc/hosts at most every 5 s, so Traefik would
+	# go on missing a new workspace for up to 5 s after it listens. The C
+	# library's reads the file on every lookup: Traefik and the spawner are
+	# cgo binaries here, and this makes them use it.
+	export GODEBUG=netdns=cgo
 
 	local bin="$dir/bin"
 	start oidc-provider "$bin/oidc-provider" -listen "$provider_addr" -issuer "$DEMO_URL/oidc" \

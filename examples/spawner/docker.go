@@ -385,6 +385,7 @@ func (d *dockerBackend) Create(ctx context.Context, name, user string) error {
 		if perr := d.pull(ctx); perr != nil {
 			return fmt.Errorf("creating container %q: %w", name, perr)
 		}
+		reportProgress(ctx, Progress{Stage: stageCreating})
 		_, err = d.client.ContainerCreate(ctx, opts)
 	}
 	if cerrdefs.IsConflict(err) {
@@ -403,13 +404,26 @@ func isNoSuchImage(err error) bool {
 // pull pulls the configured image. The engine reports a failure inside the
 // progress stream, after a 200; Wait reads it there.
 func (d *dockerBackend) pull(ctx context.Context) error {
+	reportProgress(ctx, Progress{Stage: stagePulling, Detail: d.cfg.Image})
 	resp, err := d.client.ImagePull(ctx, d.cfg.Image, client.ImagePullOptions{})
 	if err != nil {
 		return fmt.Errorf("%w: %q: %w", errPull, d.cfg.Image, err)
 	}
 	defer resp.Close()
-	if err := resp.Wait(ctx); err != nil {
-		return fmt.Errorf("%w: %q: %w", errPull, d.cfg.Image, err)
+	var bytes pullCounter
+	for msg, err := range resp.JSONMessages(ctx) {
+		if err != nil {
+			return fmt.Errorf("%w: %q: %w", errPull, d.cfg.Image, err)
+		}
+		if msg.Error != nil {
+			return fmt.Errorf("%w: %q: %s", errPull, d.cfg.Image, msg.Error.Message)
+		}
+		var current, total int64
+		if msg.Progress != nil {
+			current, total = msg.Progress.Current, msg.Progress.Total
+		}
+		current, total = bytes.add(msg.ID, msg.Status, current, total)
+		reportProgress(ctx, Progress{Stage: stagePulling, Current: current, Total: total})
 	}
 	return nil
 }

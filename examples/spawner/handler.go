@@ -62,6 +62,8 @@ type HandlerConfig struct {
 	Logger *slog.Logger
 	// Now returns the current time. Default: time.Now.
 	Now func() time.Time
+	// Theme is the pages' look. Default: NewTheme(ThemeSettings{}).
+	Theme Theme
 }
 
 // handler is the spawner's http.Handler. It is reached by the director when
@@ -85,6 +87,8 @@ type handler struct {
 	failures map[string]failure
 	reserved int // operations that will make one more container run
 	released int // places given back so far (see reserve)
+
+	progress *tracker // what the loading page shows
 }
 
 var _ http.Handler = (*handler)(nil)
@@ -138,11 +142,15 @@ func NewHandler(backend Backend, cfg HandlerConfig) (*handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Theme.Product == "" {
+		cfg.Theme, _ = NewTheme(ThemeSettings{})
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &handler{
 		cfg: cfg, backend: backend, log: cfg.Logger, metrics: cfg.Metrics,
 		ctx: ctx, cancel: cancel,
 		ops: map[string]*operation{}, failures: map[string]failure{},
+		progress: newTracker(cfg.Now),
 	}, nil
 }
 
@@ -253,6 +261,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := h.userFor(r, name)
+	if r.URL.Path == statusPath {
+		h.serveStatus(w, r, name, user)
+		return
+	}
 	kind := requestOther
 	switch {
 	case r.Method == http.MethodPost && isRestartPost(w, r):
@@ -427,12 +439,12 @@ func (h *handler) render(w http.ResponseWriter, r *http.Request, name, user stri
 	case actFailedPage:
 		if s.Found {
 			h.renderStateError(w, r, s.State, user, outcome{Title: o.Title,
-				Reason: "Starting the container failed a moment ago."})
+				Reason: h.failureReason(name, "Starting the container failed a moment ago.")})
 			return
 		}
 		h.renderError(w, r, errorView{
 			Title: o.Title, Name: name, User: user,
-			Reason: "Creating or starting the container failed a moment ago.",
+			Reason: h.failureReason(name, "Creating or starting the container failed a moment ago."),
 			Advice: "Try again. If it keeps failing, ask your administrator to look at the spawner's log.",
 			Button: "Try again", CanRestart: true,
 		}, http.StatusBadGateway)
@@ -491,8 +503,8 @@ func (h *handler) seeOther(w http.ResponseWriter, r *http.Request) {
 
 // renderLoading writes the loading page: 503, Retry-After, no-store.
 func (h *handler) renderLoading(w http.ResponseWriter, name, user, stage string) {
-	v := newLoadingView(name, user, stage)
-	v.Nonce = newNonce()
+	v := loadingView{Name: name, User: user, Progress: h.loadingProgress(name, stage), Refresh: refreshSeconds,
+		Status: statusPath, Header: spawnerHeader, Theme: h.cfg.Theme, Nonce: newNonce()}
 	w.Header().Set("Retry-After", strconv.Itoa(refreshSeconds))
 	if err := renderPage(w, loadingTemplate, v, v.Nonce, http.StatusServiceUnavailable); err != nil {
 		h.log.Error("rendering loading page", "container", name, "error", err)
@@ -532,7 +544,7 @@ func (h *handler) renderStateError(w http.ResponseWriter, r *http.Request, st St
 
 // renderError writes an error page; it fills in the restart form's fields.
 func (h *handler) renderError(w http.ResponseWriter, r *http.Request, v errorView, status int) {
-	v.Nonce = newNonce()
+	v.Nonce, v.Theme = newNonce(), h.cfg.Theme
 	if v.CanRestart {
 		v.Action, v.TokenField, v.Token = actionField, tokenField, h.token(v.Name)
 		if v.Button == "" {

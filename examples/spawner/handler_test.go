@@ -487,7 +487,7 @@ func TestCreateConflictTreatedAsExists(t *testing.T) {
 		t.Errorf("a name conflict was remembered as a failure")
 	}
 	w = serve(h, pageLoad("/", "vscode-jack"))
-	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `aria-current="step"><span class="mark">3</span>Waiting for the app`) {
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `aria-current="step"><span class="mark" aria-hidden="true">3</span><span>Waiting for the app`) {
 		t.Errorf("expected the loading page at stage 3, got %d %q", w.Code, w.Body.String())
 	}
 	if creates, starts, _, _ := b.counts(); creates != 1 || starts != 0 {
@@ -513,12 +513,15 @@ func TestLoadingPage(t *testing.T) {
 		}
 	}
 	for _, expected := range []string{
-		`<meta http-equiv="refresh" content="2">`,
+		// Without JavaScript, the page reloads itself; with it, it asks
+		// the status endpoint instead.
+		`<noscript><meta http-equiv="refresh" content="2"></noscript>`,
 		"vscode-jack",
 		"Hello jack",
-		`<li class="current" aria-current="step"><span class="mark">1</span>Creating the container</li>`,
-		`<li class="todo"><span class="mark">3</span>Waiting for the app</li>`,
-		`id="countdown"`,
+		`<li class="current" aria-current="step"><span class="mark" aria-hidden="true">1</span><span>Creating the container</span></li>`,
+		`<li class="todo"><span class="mark" aria-hidden="true">3</span><span>Waiting for the app to answer</span></li>`,
+		`role="status" aria-live="polite">Creating the container…</p>`,
+		`var statusPath = "/.container-director/status", spawnerHeader = "X-Container-Spawner"`,
 	} {
 		if !strings.Contains(body, expected) {
 			t.Errorf("expected the loading page to contain %q", expected)
@@ -587,17 +590,17 @@ func TestPageLoadStates(t *testing.T) {
 		{
 			desc:         "running within the grace",
 			state:        State{Status: StatusRunning, StartedAt: now.Add(-10 * time.Second)},
-			expectedCode: http.StatusServiceUnavailable, expectedText: `<span class="mark">3</span>Waiting for the app`,
+			expectedCode: http.StatusServiceUnavailable, expectedText: `<span class="mark" aria-hidden="true">3</span><span>Waiting for the app`,
 		},
 		{
 			desc:         "health starting",
 			state:        State{Status: StatusRunning, Health: HealthStarting, StartedAt: now.Add(-10 * time.Second)},
-			expectedCode: http.StatusServiceUnavailable, expectedText: `aria-current="step"><span class="mark">2</span>Starting it`,
+			expectedCode: http.StatusServiceUnavailable, expectedText: `aria-current="step"><span class="mark" aria-hidden="true">2</span><span>Starting it`,
 		},
 		{
 			desc:         "created, never started",
 			state:        State{Status: StatusCreated},
-			expectedCode: http.StatusServiceUnavailable, expectedText: `aria-current="step"><span class="mark">2</span>Starting it`,
+			expectedCode: http.StatusServiceUnavailable, expectedText: `<span>Starting it</span>`, // current, or done if the start was quick
 			expectedStarts: 1,
 		},
 		{

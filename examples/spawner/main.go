@@ -2,9 +2,10 @@
 //
 // The director sends a request here, with X-Container-Name set, when a
 // user's container does not answer. The spawner creates and starts that
-// container and shows a loading page that reloads itself until the
-// container answers (then the director proxies the reload there), or an
-// error page with the container's state and logs and a restart button.
+// container and shows a loading page that follows the start and loads the
+// page the user asked for once the container answers (then the director
+// proxies it there), or an error page with the container's state and logs
+// and a restart button.
 //
 // Usage:
 //
@@ -76,6 +77,8 @@ type config struct {
 	kubeStorageSize  string
 	kubeStorageClass string
 	kubeconfig       string
+
+	theme ThemeSettings
 }
 
 // parseConfig reads flags, with environment variables as their defaults.
@@ -151,6 +154,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.kubeStorageClass, "kubernetes-storage-class", str("SPAWNER_KUBERNETES_STORAGE_CLASS", ""), "kubernetes backend: storage class of the claims; empty for the cluster's default (env SPAWNER_KUBERNETES_STORAGE_CLASS)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", str("KUBECONFIG", ""), "kubernetes backend: kubeconfig file; empty for the in-cluster configuration (env KUBECONFIG)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", dur("SPAWNER_SHUTDOWN_TIMEOUT", 10*time.Second), "how long to wait for requests on shutdown (env SPAWNER_SHUTDOWN_TIMEOUT)")
+	themeFlags(fs, str, &c.theme)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -344,9 +348,14 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	defer closeBackend()
 
 	m := newMetrics(backend)
+	theme, err := NewTheme(c.theme)
+	if err != nil {
+		fmt.Fprintf(stderr, "spawner: %v\n", err)
+		return 2
+	}
 	h, err := NewHandler(backend, HandlerConfig{
 		Prefix: c.prefix, UsernameHeader: c.usernameHeader, StartGrace: c.startGrace, Logger: logger,
-		MaxRunning: c.maxRunning, CSRFKey: c.tokenKey, Metrics: m,
+		MaxRunning: c.maxRunning, CSRFKey: c.tokenKey, Metrics: m, Theme: theme,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "spawner: %v\n", err)

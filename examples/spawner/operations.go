@@ -148,6 +148,7 @@ func (h *handler) begin(name, user string, act action) *operation {
 	op := &operation{stage: stage, done: make(chan struct{})}
 	h.ops[name] = op
 	delete(h.failures, name)
+	h.progress.begin(name, stage)
 	h.metrics.spawns.WithLabelValues(kind).Inc()
 	began := h.cfg.Now()
 	h.wg.Add(1)
@@ -155,10 +156,12 @@ func (h *handler) begin(name, user string, act action) *operation {
 		defer h.wg.Done()
 		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.OperationTimeout)
 		defer cancel()
+		ctx = withProgress(ctx, func(p Progress) { h.progress.report(name, p) })
 		setStage := func(s string) {
 			h.mu.Lock()
 			op.stage = s
 			h.mu.Unlock()
+			h.progress.report(name, Progress{Stage: s})
 		}
 		var err error
 		switch act {
@@ -171,6 +174,7 @@ func (h *handler) begin(name, user string, act action) *operation {
 		default:
 			err = h.start(ctx, name)
 		}
+		h.progress.end(name, err)
 		h.mu.Lock()
 		delete(h.ops, name)
 		if err != nil {

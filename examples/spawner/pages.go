@@ -18,29 +18,34 @@ const (
 )
 
 var stageOrder = []struct{ id, label string }{
+	{stagePulling, "Downloading the image"},
 	{stageCreating, "Creating the container"},
 	{stageStarting, "Starting it"},
-	{stageWaiting, "Waiting for the app"},
+	{stageWaiting, "Waiting for the app to answer"},
 }
 
-// refreshSeconds is how often the loading page reloads itself; it is also
-// the Retry-After of every 503.
+// refreshSeconds is how often the loading page reloads itself without
+// JavaScript; it is also the Retry-After of every 503.
 const refreshSeconds = 2
 
 // stageView is one line of the loading page's stage indicator.
 type stageView struct {
-	Label string
-	State string // "done", "current" or "todo"
+	ID    string  `json:"id"`
+	Label string  `json:"label"`
+	State string  `json:"state"`          // "done", "current" or "todo"
+	Took  float64 `json:"took,omitempty"` // seconds, once done
 }
 
 // loadingView is what the loading page shows.
 type loadingView struct {
-	Name    string
-	User    string
-	Stage   string
-	Stages  []stageView
-	Refresh int
-	Nonce   string
+	Name     string
+	User     string
+	Progress progressView
+	Refresh  int
+	Status   string // the status endpoint's path
+	Header   string // the header only the spawner's answers carry
+	Theme    Theme
+	Nonce    string
 }
 
 // errorView is what the error page shows. Everything in it is meant for the
@@ -63,23 +68,8 @@ type errorView struct {
 	Action     string
 	TokenField string
 	Token      string
+	Theme      Theme
 	Nonce      string
-}
-
-func newLoadingView(name, user, stage string) loadingView {
-	v := loadingView{Name: name, User: user, Stage: stage, Refresh: refreshSeconds}
-	reached := false
-	for _, s := range stageOrder {
-		state := "done"
-		switch {
-		case s.id == stage:
-			state, reached = "current", true
-		case reached:
-			state = "todo"
-		}
-		v.Stages = append(v.Stages, stageView{Label: s.label, State: state})
-	}
-	return v
 }
 
 // formatTime shows a time in UTC with how long ago it was, or "" for zero.
@@ -108,7 +98,7 @@ func setPageHeaders(h http.Header, nonce string) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-"+nonce+
-		"'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		"'; connect-src 'self'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 }
 
 // renderPage renders tmpl into a buffer first, so that a template error
@@ -126,108 +116,33 @@ func renderPage(w http.ResponseWriter, tmpl *template.Template, data any, nonce 
 	return nil
 }
 
-// pageStyle is shared by both pages.
-const pageStyle = `
-  :root { color-scheme: light; }
-  * { box-sizing: border-box; }
-  body { margin: 0; min-height: 100vh; display: flex; align-items: center; justify-content: center;
-         background: linear-gradient(160deg, #eef2f7 0%, #e2e8f0 100%); color: #1f2937;
-         font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
-  main { background: #fff; width: min(600px, 92vw); padding: 36px 40px 30px; border-radius: 16px;
-         box-shadow: 0 12px 36px rgba(15, 23, 42, .12); margin: 24px 0; }
-  h1 { margin: 0 0 6px; font-size: 24px; line-height: 1.25; }
-  .name { display: inline-block; font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 14px;
-          background: #f1f5f9; border: 1px solid #e2e8f0; border-radius: 6px; padding: 1px 8px; }
-  .sub { margin: 0 0 24px; color: #64748b; }
-  .muted { color: #64748b; font-size: 14px; }
-`
-
-var loadingTemplate = template.Must(template.New("loading").Funcs(template.FuncMap{
-	"inc": func(i int) int { return i + 1 },
-}).Parse(`<!doctype html>
+var errorTemplate = template.Must(template.Must(template.New("error").Parse(themeStyle)).Parse(`<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="{{.Refresh}}">
-<title>Starting your workspace…</title>
-<style>` + pageStyle + `
-  .head { display: flex; align-items: center; gap: 16px; margin-bottom: 24px; }
-  .head .sub { margin: 0; }
-  .spinner { flex: none; width: 40px; height: 40px; border-radius: 50%; border: 4px solid #dbeafe;
-             border-top-color: #2563eb; animation: spin 1s linear infinite; }
-  @keyframes spin { to { transform: rotate(360deg); } }
-  ol { list-style: none; margin: 0 0 24px; padding: 0; }
-  li { display: flex; align-items: center; gap: 12px; padding: 10px 14px; border-radius: 10px; color: #94a3b8; }
-  li .mark { flex: none; width: 26px; height: 26px; border-radius: 50%; display: flex; align-items: center;
-             justify-content: center; font-size: 14px; font-weight: 700; background: #f1f5f9; color: #94a3b8; }
-  li.done { color: #334155; }
-  li.done .mark { background: #dcfce7; color: #15803d; }
-  li.current { color: #1e3a8a; background: #eff6ff; font-weight: 600; }
-  li.current .mark { background: #2563eb; color: #fff; animation: pulse 1.2s ease-in-out infinite; }
-  @keyframes pulse { 50% { box-shadow: 0 0 0 6px rgba(37, 99, 235, .18); } }
-  .bar { height: 4px; border-radius: 2px; background: #e2e8f0; overflow: hidden; margin-bottom: 10px; }
-  .bar span { display: block; height: 100%; width: 100%; background: #2563eb; transform-origin: left;
-              animation: fill {{.Refresh}}s linear forwards; }
-  @keyframes fill { from { transform: scaleX(0); } to { transform: scaleX(1); } }
-</style>
-</head>
-<body>
-<main>
-  <div class="head">
-    <div class="spinner" aria-hidden="true"></div>
-    <div>
-      <h1>Starting your workspace</h1>
-      <p class="sub">{{if .User}}Hello {{.User}} · {{end}}<span class="name">{{.Name}}</span></p>
-    </div>
-  </div>
-  <ol aria-label="progress">
-  {{- range $i, $s := .Stages}}
-    <li class="{{$s.State}}"{{if eq $s.State "current"}} aria-current="step"{{end}}><span class="mark">{{if eq $s.State "done"}}✓{{else}}{{inc $i}}{{end}}</span>{{$s.Label}}</li>
-  {{- end}}
-  </ol>
-  <div class="bar" aria-hidden="true"><span></span></div>
-  <p class="muted" id="countdown-line">Checking again in <span id="countdown">{{.Refresh}}</span> s. You will be taken to your workspace as soon as it answers.</p>
-</main>
-<script nonce="{{.Nonce}}">
-(function () {
-  var left = {{.Refresh}}, el = document.getElementById("countdown");
-  var timer = setInterval(function () {
-    left -= 1;
-    if (left <= 0) { clearInterval(timer); document.getElementById("countdown-line").textContent = "Checking…"; return; }
-    el.textContent = left;
-  }, 1000);
-})();
-</script>
-</body>
-</html>
-`))
-
-var errorTemplate = template.Must(template.New("error").Parse(`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title>
-<style>` + pageStyle + `
+<title>{{.Title}} · {{.Theme.Product}}</title>
+<style>{{template "theme" .Theme}}
   main { position: relative; overflow: hidden; }
-  main::before { content: ""; position: absolute; left: 0; right: 0; top: 0; height: 5px; background: #dc2626; }
+  main::before { content: ""; position: absolute; left: 0; right: 0; top: 0; height: 5px; background: var(--danger); }
   dl { display: grid; grid-template-columns: max-content 1fr; gap: 6px 18px; margin: 0 0 20px; font-size: 15px; }
-  dt { color: #64748b; }
+  dt { color: var(--muted); }
   dd { margin: 0; font-weight: 500; word-break: break-word; }
-  .state { display: inline-block; padding: 0 8px; border-radius: 6px; background: #fee2e2; color: #991b1b; font-weight: 600; }
-  h2 { font-size: 15px; margin: 20px 0 8px; color: #334155; text-transform: uppercase; letter-spacing: .04em; }
+  .state { display: inline-block; padding: 0 8px; border-radius: 6px; background: var(--bad-bg); color: var(--bad-text); font-weight: 600; }
+  h2 { font-size: 15px; margin: 20px 0 8px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
   .reason { margin: 0 0 8px; }
-  pre { margin: 0; max-height: 300px; overflow: auto; background: #0f172a; color: #e2e8f0; padding: 12px 14px;
+  pre { margin: 0; max-height: 300px; overflow: auto; background: var(--log-bg); color: var(--log-text); padding: 12px 14px;
         border-radius: 10px; font: 12.5px/1.45 ui-monospace, "DejaVu Sans Mono", monospace; white-space: pre-wrap; overflow-wrap: anywhere; }
   form { margin-top: 22px; }
-  button { font: inherit; font-weight: 600; padding: 10px 20px; border: 0; border-radius: 10px; background: #2563eb;
-           color: #fff; cursor: pointer; box-shadow: 0 2px 6px rgba(37, 99, 235, .3); }
-  button:hover { background: #1d4ed8; }
+  button { font: inherit; font-weight: 600; padding: 10px 20px; border: 0; border-radius: 10px; background: var(--accent);
+           color: var(--on-accent); cursor: pointer; }
+  button:hover { filter: brightness(.92); }
+  button:focus-visible { outline: 3px solid var(--accent-text); outline-offset: 2px; }
 </style>
 </head>
 <body>
 <main>
+  {{template "brand" .Theme}}
   <h1>{{.Title}}</h1>
   <p class="sub"><span class="name">{{.Name}}</span>{{if .User}} · {{.User}}{{end}}</p>
   <p class="reason">{{.Reason}}</p>

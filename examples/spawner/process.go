@@ -165,7 +165,7 @@ func (b *processBackend) Inspect(_ context.Context, name string) (State, error) 
 
 // Create implements Backend: it reserves an address and makes the name
 // resolvable; Start runs the process.
-func (b *processBackend) Create(_ context.Context, name, user string) error {
+func (b *processBackend) Create(ctx context.Context, name, user string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -184,6 +184,7 @@ func (b *processBackend) Create(_ context.Context, name, user string) error {
 		}
 	}
 	b.procs[name] = &proc{name: name, user: user, addr: addr, logs: newRingBuffer(200), status: StatusCreated}
+	reportProgress(ctx, Progress{Stage: stageCreating, Detail: "address " + addr})
 	b.cfg.Logger.Info("process created", "container", name, "user", user, "addr", addr)
 	return nil
 }
@@ -213,7 +214,7 @@ func (b *processBackend) allocate(name string) (string, error) {
 }
 
 // Start implements Backend.
-func (b *processBackend) Start(_ context.Context, name string) error {
+func (b *processBackend) Start(ctx context.Context, name string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p := b.procs[name]
@@ -223,7 +224,11 @@ func (b *processBackend) Start(_ context.Context, name string) error {
 	if p.status == StatusRunning {
 		return nil
 	}
-	return b.launch(p)
+	if err := b.launch(p); err != nil {
+		return err
+	}
+	reportProgress(ctx, Progress{Stage: stageStarting, Detail: "process " + strconv.Itoa(p.cmd.Process.Pid)})
+	return nil
 }
 
 // Restart implements Backend.
