@@ -32,7 +32,7 @@ type DockerConfig struct {
 	// versions under 1.44).
 	APIVersion string
 	// Image is the image every user container is created from.
-	// Default: "codercom/code-server:latest".
+	// Default: "codercom/code-server:4.100.3".
 	Image string
 	// Network is the network the containers join (HostConfig.NetworkMode),
 	// with the container name as alias. Required: the director must
@@ -96,7 +96,7 @@ func NewDockerBackend(cfg DockerConfig) (*dockerBackend, error) {
 		cfg.Host = "unix:///var/run/docker.sock"
 	}
 	if cfg.Image == "" {
-		cfg.Image = "codercom/code-server:latest"
+		cfg.Image = "codercom/code-server:4.100.3"
 	}
 	if cfg.Port == 0 {
 		cfg.Port = 8080

@@ -70,7 +70,7 @@ type KubernetesConfig struct {
 	// Namespace holds every workspace's objects. Default: "workspaces".
 	Namespace string
 	// Image is the image of every workspace. Default:
-	// "codercom/code-server:latest".
+	// "codercom/code-server:4.100.3".
 	Image string
 	// Port is the port every workspace answers on. Default: 8080.
 	Port int
@@ -121,7 +121,7 @@ func NewKubernetesBackend(cfg KubernetesConfig) (*kubeBackend, error) {
 		cfg.Namespace = "workspaces"
 	}
 	if cfg.Image == "" {
-		cfg.Image = "codercom/code-server:latest"
+		cfg.Image = "codercom/code-server:4.100.3"
 	}
 	if cfg.Port == 0 {
 		cfg.Port = 8080

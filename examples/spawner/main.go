@@ -82,6 +82,15 @@ type config struct {
 }
 
 // parseConfig reads flags, with environment variables as their defaults.
+// defaultImage is the workspace image when SPAWNER_IMAGE is not set: VS Code
+// in the browser, pinned.
+const defaultImage = "codercom/code-server:4.100.3"
+
+// defaultImageCommand is the default image's arguments when SPAWNER_COMMAND
+// is empty: no password page of code-server's own (the director's users are
+// signed in already), listening where the director dials.
+var defaultImageCommand = []string{"--auth", "none", "--bind-addr", "0.0.0.0:8080", "."}
+
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var c config
 	var envErrs []error
@@ -135,7 +144,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.containerPort, "container-port", num("SPAWNER_CONTAINER_PORT", 8080), "port of every container (env SPAWNER_CONTAINER_PORT)")
 	fs.StringVar(&c.dockerHost, "docker-host", str("DOCKER_HOST", "unix:///var/run/docker.sock"), "Docker Engine API address (env DOCKER_HOST)")
 	fs.StringVar(&c.dockerAPI, "docker-api-version", str("SPAWNER_DOCKER_API_VERSION", ""), "Docker Engine API version; empty negotiates (env SPAWNER_DOCKER_API_VERSION)")
-	fs.StringVar(&c.image, "image", str("SPAWNER_IMAGE", "codercom/code-server:latest"), "image of the user containers (env SPAWNER_IMAGE)")
+	fs.StringVar(&c.image, "image", str("SPAWNER_IMAGE", defaultImage), "image of the user containers (env SPAWNER_IMAGE)")
 	fs.StringVar(&c.network, "network", str("SPAWNER_NETWORK", ""), "network the containers join (env SPAWNER_NETWORK)")
 	fs.BoolVar(&c.pull, "pull", boolean("SPAWNER_PULL", true), "pull the image when it is missing (env SPAWNER_PULL)")
 	fs.StringVar(&c.processCommand, "process-command", str("SPAWNER_PROCESS_COMMAND", ""), "process backend: command of one container, with {addr} {port} {name} {user} (env SPAWNER_PROCESS_COMMAND)")
@@ -191,6 +200,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.command, err = parseList(getenv("SPAWNER_COMMAND")); err != nil {
 		envErrs = append(envErrs, fmt.Errorf("SPAWNER_COMMAND: %w", err))
+	}
+	if len(c.command) == 0 && c.image == defaultImage {
+		// The default image is code-server: without these arguments it asks
+		// the already signed-in user for a password of its own.
+		c.command = append([]string(nil), defaultImageCommand...)
 	}
 	if c.tokenKey, err = tokenSecret(getenv("SPAWNER_TOKEN_SECRET"), getenv("SPAWNER_TOKEN_SECRET_FILE")); err != nil {
 		envErrs = append(envErrs, err)

@@ -33,11 +33,26 @@ func TestParseConfig(t *testing.T) {
 				return c.listen == ":8090" && c.backend == "docker" && c.prefix == "vscode" &&
 					c.usernameHeader == "X-Forwarded-Preferred-Username" && c.startGrace == 60*time.Second &&
 					c.containerPort == 8080 && c.dockerHost == "unix:///var/run/docker.sock" &&
-					c.image == "codercom/code-server:latest" && c.pull && c.processAddrs == "127.0.1.1-127.0.1.254" &&
+					c.image == "codercom/code-server:4.100.3" && c.pull && c.processAddrs == "127.0.1.1-127.0.1.254" &&
 					c.dockerAPI == "" && c.volume == "{name}-home" && c.volumePath == "/home/coder" &&
 					c.restartPolicy == "no" && c.stopTimeout == 10*time.Second && c.maxRunning == 0 &&
 					c.idleTimeout == 0 && c.metricsListen == "" && len(c.tokenKey) == 32 && c.memory == 0 &&
-					c.nanoCPUs == 0 && c.pidsLimit == 0 && c.env == nil && c.command == nil
+					c.nanoCPUs == 0 && c.pidsLimit == 0 && c.env == nil &&
+					strings.Join(c.command, " ") == "--auth none --bind-addr 0.0.0.0:8080 ."
+			},
+		},
+		{
+			desc: "another image runs its own command by default",
+			env:  map[string]string{"SPAWNER_NETWORK": "users", "SPAWNER_IMAGE": "example/workspace:1"},
+			check: func(c config) bool {
+				return c.image == "example/workspace:1" && c.command == nil
+			},
+		},
+		{
+			desc: "the default image with a command of the operator's",
+			env:  map[string]string{"SPAWNER_NETWORK": "users", "SPAWNER_COMMAND": "--auth password"},
+			check: func(c config) bool {
+				return strings.Join(c.command, " ") == "--auth password"
 			},
 		},
 		{
