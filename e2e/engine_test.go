@@ -30,25 +30,18 @@ const (
 	envDockerSetup = "E2E_DOCKER_SETUP"
 )
 
-// buildImageTools builds, outside the namespaces, what the images need that
-// buildSignInTools does not: the spawner (examples/spawner, a module of its
+// buildImageTools builds, outside the namespaces and into dir, what the
+// images need that buildSignInTools does not: the spawner (examples/spawner, a module of its
 // own) as a static binary, and the compose CLI plugin (scripts/compose.sh).
 // A machine without the docker CLI is not an error here: the tests that need
 // it say why they cannot run.
-func buildImageTools() error {
-	dir, err := e2eBinDir()
-	if err != nil {
-		return err
-	}
+func buildImageTools(dir string) error {
 	bin := filepath.Join(dir, "spawner")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin+".tmp", ".")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
 	cmd.Dir = filepath.Join(repoRoot(), "examples", "spawner")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building examples/spawner: %v\n%s", err, out)
-	}
-	if err := os.Rename(bin+".tmp", bin); err != nil {
-		return err
 	}
 	os.Setenv(envSpawner, bin)
 
@@ -57,20 +50,6 @@ func buildImageTools() error {
 		os.Setenv(envDockerSetup, fmt.Sprintf("scripts/compose.sh: %v: %s", err, strings.TrimSpace(string(out))))
 	}
 	return nil
-}
-
-// e2eBinDir is where TestMain keeps the binaries it builds.
-func e2eBinDir() (string, error) {
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", err
-		}
-		cache = filepath.Join(home, ".cache")
-	}
-	dir := filepath.Join(cache, "container-director", "e2e-bin")
-	return dir, os.MkdirAll(dir, 0o755)
 }
 
 // engine is a private Docker Engine, running.

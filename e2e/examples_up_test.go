@@ -370,6 +370,11 @@ func signInTwoUsers(t *testing.T, s *exampleStack) {
 func (s *exampleStack) signInChromium(t *testing.T, user string, typed bool) *page {
 	t.Helper()
 	p := s.chromium(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s's tab: %s", user, describeNavigation(p))
+		}
+	})
 	if err := p.navigate(s.site() + "/"); err != nil {
 		t.Fatal(err)
 	}
@@ -405,6 +410,32 @@ func (s *exampleStack) signInChromium(t *testing.T, user string, typed bool) *pa
 		t.Fatal(err)
 	}
 	return p
+}
+
+// describeNavigation tells what the tab's last navigation received, for a
+// failure's report: a blank page may be an answer with an empty body or a
+// load still waiting for its answer.
+func describeNavigation(p *page) string {
+	var nav struct {
+		URL        string  `json:"url"`
+		Status     int     `json:"status"`
+		Type       string  `json:"type"`
+		Ms         float64 `json:"ms"`
+		BodyBytes  int     `json:"bodyBytes"`
+		ReadyState string  `json:"readyState"`
+		HTML       string  `json:"html"`
+	}
+	err := p.eval(`(() => {
+		const n = performance.getEntriesByType("navigation")[0] || {};
+		return {url: n.name || "", status: n.responseStatus || 0, type: n.type || "",
+			ms: n.duration || 0, bodyBytes: n.decodedBodySize || 0,
+			readyState: document.readyState, html: document.documentElement.outerHTML.slice(0, 300)};
+	})()`, &nav)
+	if err != nil {
+		return fmt.Sprintf("cannot read its navigation: %v", err)
+	}
+	return fmt.Sprintf("last navigation %s (%s): status %d, %d body bytes, %.0f ms, document %s; HTML: %s",
+		nav.URL, nav.Type, nav.Status, nav.BodyBytes, nav.Ms, nav.ReadyState, nav.HTML)
 }
 
 // waitComplete waits until the page and everything it loads are in.

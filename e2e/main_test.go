@@ -66,30 +66,46 @@ var env struct {
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if !nstest.Inside() {
-		// Outside the namespaces, where the Go module proxy is reachable.
-		bin, err := buildTraefik()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "FAIL: building Traefik: %v\n", err)
-			os.Exit(1)
-		}
-		os.Setenv("E2E_TRAEFIK", bin)
-		if err := buildSignInTools(); err != nil {
-			fmt.Fprintf(os.Stderr, "FAIL: building the sign-in tools: %v\n", err)
-			os.Exit(1)
-		}
-		if err := downloadDemoModules(); err != nil {
-			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
-			os.Exit(1)
-		}
-		if err := buildImageTools(); err != nil {
-			fmt.Fprintf(os.Stderr, "FAIL: building the examples' images: %v\n", err)
-			os.Exit(1)
-		}
-		// VS Code for TestVSCodeInChromium, from the npm registry.
-		installCodeServer()
-		os.Exit(nstest.Main(m, hosts()))
+		os.Exit(runOutside(m))
 	}
 	os.Exit(runInside(m))
+}
+
+// runOutside builds what the tests need, outside the namespaces where the Go
+// module proxy is reachable, then runs the tests inside them.
+func runOutside(m *testing.M) int {
+	bin, err := buildTraefik()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: building Traefik: %v\n", err)
+		return 1
+	}
+	os.Setenv("E2E_TRAEFIK", bin)
+	// The binaries built from this checkout go into a directory of this
+	// run's own. In a shared one, a run in another checkout on the same
+	// machine could replace them between their build here and the moment a
+	// test starts them or makes the examples' images from them, and the
+	// test would run code that is not this checkout's.
+	dir, err := os.MkdirTemp("", "e2e-bin-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := buildSignInTools(dir); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: building the sign-in tools: %v\n", err)
+		return 1
+	}
+	if err := downloadDemoModules(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+		return 1
+	}
+	if err := buildImageTools(dir); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: building the examples' images: %v\n", err)
+		return 1
+	}
+	// VS Code for TestVSCodeInChromium, from the npm registry.
+	installCodeServer()
+	return nstest.Main(m, hosts())
 }
 
 func repoRoot() string {

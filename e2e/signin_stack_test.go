@@ -50,7 +50,7 @@ const (
 // buildSignInTools builds, outside the namespaces where the Go module proxy
 // is reachable, OAuth2 Proxy (scripts/oauth2-proxy.sh), the standalone
 // director and the OIDC provider, and sets their paths in the environment.
-func buildSignInTools() error {
+func buildSignInTools(dir string) error {
 	cmd := exec.Command(filepath.Join(repoRoot(), "scripts", "oauth2-proxy.sh"))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
@@ -59,24 +59,19 @@ func buildSignInTools() error {
 	}
 	os.Setenv(envOAuth2Proxy, strings.TrimSpace(string(out)))
 
-	dir, err := e2eBinDir()
-	if err != nil {
-		return err
-	}
 	for _, b := range []struct{ env, dir, pkg, name string }{
 		{envDirector, repoRoot(), "./cmd/container-director", "container-director"},
 		{envOIDCProvider, filepath.Join(repoRoot(), "e2e"), "./cmd/oidc-provider", "oidc-provider"},
 	} {
 		bin := filepath.Join(dir, b.name)
-		cmd := exec.Command("go", "build", "-o", bin+".tmp", b.pkg)
+		// The version names the checkout, so that the director's first
+		// log line says whose code runs.
+		cmd := exec.Command("go", "build", `-ldflags=-X "main.version=e2e:`+repoRoot()+`"`, "-o", bin, b.pkg)
 		cmd.Dir = b.dir
 		// Static: the examples' tests put them in images of their own.
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("building %s: %v\n%s", b.pkg, err, out)
-		}
-		if err := os.Rename(bin+".tmp", bin); err != nil {
-			return err
 		}
 		os.Setenv(b.env, bin)
 	}
