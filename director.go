@@ -15,7 +15,6 @@ import (
 	"net/http/httputil"
 	"os"
 	"strings"
-	"time"
 )
 
 var errEmptyUsername = errors.New("the user name is empty")
@@ -95,14 +94,13 @@ func (d *director) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	delete(req.Header, ContainerNameHeader)
 	if v := req.Header[d.usernameHeader]; len(v) == 1 {
 		// Only names that passed the policy are ever cached.
+		// Entries leave the map when their TTL is over.
 		if e, ok := d.probes.alive.Load(v[0]); ok {
-			if c := e.(*containerEntry); time.Since(c.probedAt) < d.probes.ttl {
-				if req.ContentLength != 0 || req.TransferEncoding != nil {
-					req = trackBody(req)
-				}
-				c.proxy.ServeHTTP(rw, req)
-				return
+			if req.Body != http.NoBody {
+				req = trackBody(req)
 			}
+			e.(*containerEntry).proxy.ServeHTTP(rw, req)
+			return
 		}
 	}
 	d.route(rw, req)
@@ -123,10 +121,8 @@ func (d *director) route(rw http.ResponseWriter, req *http.Request) {
 	}
 	if v, ok := d.probes.alive.Load(username); ok {
 		// Named by a header after the first: not seen by ServeHTTP.
-		if c := v.(*containerEntry); time.Since(c.probedAt) < d.probes.ttl {
-			proxyTo(c, rw, req)
-			return
-		}
+		proxyTo(v.(*containerEntry), rw, req)
+		return
 	}
 
 	name := d.settings.prefix + "-" + mapped
@@ -177,7 +173,7 @@ func (d *director) identify(rw http.ResponseWriter, h http.Header) (username, he
 
 // proxyTo proxies the request to a container found alive.
 func proxyTo(c *containerEntry, rw http.ResponseWriter, req *http.Request) {
-	if req.ContentLength != 0 || req.TransferEncoding != nil {
+	if req.Body != http.NoBody {
 		req = trackBody(req)
 	}
 	c.proxy.ServeHTTP(rw, req)

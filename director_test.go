@@ -119,6 +119,7 @@ type fixture struct {
 	mu         sync.Mutex
 	containers map[string]*httptest.Server // "vscode-alice:8080" → server
 	dials      int64
+	transport  *http.Transport
 }
 
 // vscodeConfig returns the defaults with the prefix "vscode".
@@ -144,6 +145,7 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 	transport := newTransport(func(ctx context.Context, network, address string) (net.Conn, error) {
 		return f.director.dialer.DialContext(ctx, network, address)
 	})
+	f.transport = transport
 	d := f.director
 	f.director.probes.newProxy = func(user, container, host string) *httputil.ReverseProxy {
 		return newReverseProxy(host, transport, func(rw http.ResponseWriter, out *http.Request, err error) {
@@ -209,6 +211,10 @@ func (f *fixture) stopContainer(host string) {
 	if s != nil {
 		s.Close()
 	}
+	// As the transport finds out soon after a real container dies: a
+	// request sent on a connection the container closed meanwhile has
+	// its body gone, and gets a 502.
+	f.transport.CloseIdleConnections()
 }
 
 func (f *fixture) probeDials() int64 {
