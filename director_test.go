@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/png"
 	"io"
 	"net"
 	"net/http"
@@ -1100,6 +1101,20 @@ func TestManifestTestData(t *testing.T) {
 	}
 	if top["type"] != "middleware" || top["import"] != "github.com/container-director/director" || top["displayName"] == "" {
 		t.Errorf("manifest type %q import %q displayName %q", top["type"], top["import"], top["displayName"])
+	}
+	// The catalog shows the icon at iconPath, relative to the repository.
+	if icon := top["iconPath"]; icon == "" {
+		t.Error("manifest has no iconPath")
+	} else if f, err := os.Open(icon); err != nil {
+		t.Errorf("iconPath: %v", err)
+	} else {
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Errorf("iconPath %s: not a PNG: %v", icon, err)
+		} else if b := img.Bounds(); b.Dx() < 64 || b.Dx() != b.Dy() {
+			t.Errorf("iconPath %s: %dx%d, want a square of at least 64 pixels", icon, b.Dx(), b.Dy())
+		}
 	}
 	for _, key := range []string{"containerHostPrefix", "containerPort", "containerDomain", "usernameHeader", "usernamePolicy", "dialTimeout", "probeCacheTTL"} {
 		if _, ok := testData[key]; !ok {

@@ -129,7 +129,7 @@ http:
         director:
           containerHostPrefix: vscode
           containerPort: 8080
-          usernameHeader: X-Auth-Request-Preferred-Username
+          usernameHeader: X-Auth-Request-Preferred-Username,X-Auth-Request-User
           # Any name typed on the sign-in form gets a workspace.
           usernamePolicy: escape
           dialTimeout: 1s
@@ -225,7 +225,7 @@ inside() {
 	start oidc-provider "$bin/oidc-provider" -listen "$provider_addr" -issuer "$DEMO_URL/oidc" \
 		-client-id "$client_id" -client-secret "$client_secret" -users "$DEMO_USERS"
 	start spawner "$bin/spawner" -backend process -listen "$spawner_addr" \
-		-prefix vscode -container-port 8080 -username-header X-Auth-Request-Preferred-Username \
+		-prefix vscode -container-port 8080 -username-header X-Auth-Request-Preferred-Username,X-Auth-Request-User \
 		-hosts-file "$dir/hosts" -workspace-start-delay "$DEMO_WORKSPACE_START_DELAY" \
 		-shutdown-timeout 2s
 	(cd "$dir/traefik" && exec "$bin/traefik" --configFile="$dir/traefik/traefik.yml") >"$dir/traefik.log" 2>&1 &
