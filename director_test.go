@@ -56,7 +56,7 @@ func containerHandler(id string, sseRelease chan struct{}) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(echoed{Container: id, Host: r.Host, Method: r.Method, Body: string(body), Header: r.Header})
+		_ = json.NewEncoder(w).Encode(echoed{Container: id, Host: r.Host, Method: r.Method, Body: string(body), Header: r.Header})
 	})
 	return mux
 }
@@ -83,7 +83,7 @@ func (s *spawner) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	s.bodies = append(s.bodies, string(body))
 	s.mu.Unlock()
 	rw.WriteHeader(http.StatusAccepted)
-	io.WriteString(rw, "spawner: "+req.Header.Get(ContainerNameHeader))
+	_, _ = io.WriteString(rw, "spawner: "+req.Header.Get(ContainerNameHeader))
 }
 
 func (s *spawner) count() int {
@@ -575,7 +575,7 @@ func TestWebSocketThroughDirector(t *testing.T) {
 		t.Fatalf("opening WebSocket: %v", err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	for i := 0; i < 3; i++ {
 		msg := fmt.Sprintf("hello %d", i)
 		got, err := conn.RoundTrip(msg)
@@ -766,7 +766,7 @@ func TestClientGoneKeepsContainerCached(t *testing.T) {
 			<-r.Context().Done()
 			return
 		}
-		io.WriteString(w, "ok")
+		_, _ = io.WriteString(w, "ok")
 	}))
 	f.mu.Lock()
 	f.containers["vscode-alice:8080"] = container
@@ -974,7 +974,7 @@ func hexValue(c byte) int {
 
 func BenchmarkServeHTTP(b *testing.B) {
 	container := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok")
+		_, _ = io.WriteString(w, "ok")
 	}))
 	defer container.Close()
 	cfg := vscodeConfig()
@@ -1254,7 +1254,7 @@ func TestPartlySentBodyGets502(t *testing.T) {
 	addr := ln.Addr().String()
 	f.director.dialer.resolve = func(address string) string { return addr }
 
-	go pw.Write([]byte("part"))
+	go func() { _, _ = pw.Write([]byte("part")) }()
 	resp := f.do(http.MethodPost, "/upload", "alice", pr, nil)
 	body := readBody(t, resp)
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "your container stopped answering") {
@@ -1271,7 +1271,7 @@ func switchingContainer(t *testing.T, f *fixture, closed chan<- struct{}) {
 	t.Helper()
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/switch" {
-			io.WriteString(w, "ok")
+			_, _ = io.WriteString(w, "ok")
 			return
 		}
 		conn, brw, err := http.NewResponseController(w).Hijack()
@@ -1282,7 +1282,7 @@ func switchingContainer(t *testing.T, f *fixture, closed chan<- struct{}) {
 		defer conn.Close()
 		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", r.URL.Query().Get("to"))
 		brw.Flush()
-		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, err := io.Copy(io.Discard, conn); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			closed <- struct{}{}
 		}
