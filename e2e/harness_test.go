@@ -353,7 +353,7 @@ entryPoints:
     address: "%s"
   traefik:
     address: "%s"
-providers:
+%sproviders:
   providersThrottleDuration: 100ms
   file:
     filename: "%s"
@@ -381,6 +381,12 @@ func startTraefik(bin string, cfg dynamicConfig, quiet bool) (*traefik, error) {
 // launchTraefik runs bin with the plugin from this checkout in local mode,
 // watching a file provider that holds dynamic.
 func launchTraefik(bin string, dynamic []byte, quiet bool) (*traefik, error) {
+	return launchTraefikWith(bin, dynamic, quiet, "")
+}
+
+// launchTraefikWith is launchTraefik with more entry points, given as YAML
+// lines of the static configuration's entryPoints block.
+func launchTraefikWith(bin string, dynamic []byte, quiet bool, entryPoints string) (*traefik, error) {
 	dir, err := os.MkdirTemp("", "e2e-traefik-")
 	if err != nil {
 		return nil, err
@@ -404,7 +410,7 @@ func launchTraefik(bin string, dynamic []byte, quiet bool) (*traefik, error) {
 		level, accessLog = "ERROR", ""
 	}
 	static := filepath.Join(dir, "traefik.yml")
-	if err := os.WriteFile(static, []byte(fmt.Sprintf(staticTemplate, level, accessLog, tr.web, tr.api, tr.dynamic)), 0o644); err != nil {
+	if err := os.WriteFile(static, []byte(fmt.Sprintf(staticTemplate, level, accessLog, tr.web, tr.api, entryPoints, tr.dynamic)), 0o644); err != nil {
 		return nil, err
 	}
 	tr.cmd = exec.Command(bin, "--configFile="+static)
