@@ -319,30 +319,50 @@ func (p *page) screenshot(path string) error {
 // clickButton clicks, with the mouse, the first visible button (or submit
 // input) whose text contains label, as a person would: it scrolls it into
 // view and presses and releases the left button over its middle.
+//
+// It clicks only once the page has loaded (document.readyState "complete")
+// and the button is the element under that point: a page whose text is
+// there while its stylesheet is still loading moves its buttons when the
+// stylesheet applies, and a click at the old place would land beside the
+// button and do nothing (OAuth2 Proxy's sign-in page, with Bulma, did).
 func (p *page) clickButton(label string) error {
 	quoted, _ := json.Marshal(label)
 	var at struct {
-		Found bool    `json:"found"`
+		State string  `json:"state"` // "found", "loading", "covered" or "missing"
 		X     float64 `json:"x"`
 		Y     float64 `json:"y"`
 	}
-	err := p.eval(`(() => {
-		const label = `+string(quoted)+`;
-		for (const e of document.querySelectorAll("button, input[type=submit]")) {
-			const text = (e.innerText || e.value || "").trim();
-			const r = e.getBoundingClientRect();
-			if (!text.includes(label) || r.width === 0 || r.height === 0) continue;
-			e.scrollIntoView({block: "center"});
-			const c = e.getBoundingClientRect();
-			return {found: true, x: c.left + c.width / 2, y: c.top + c.height / 2};
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := p.eval(`(() => {
+			if (document.readyState !== "complete") return {state: "loading"};
+			const label = `+string(quoted)+`;
+			for (const e of document.querySelectorAll("button, input[type=submit]")) {
+				const text = (e.innerText || e.value || "").trim();
+				const r = e.getBoundingClientRect();
+				if (!text.includes(label) || r.width === 0 || r.height === 0) continue;
+				e.scrollIntoView({block: "center"});
+				const c = e.getBoundingClientRect();
+				const x = c.left + c.width / 2, y = c.top + c.height / 2;
+				const hit = document.elementFromPoint(x, y);
+				if (!hit || (hit !== e && !e.contains(hit))) return {state: "covered"};
+				return {state: "found", x: x, y: y};
+			}
+			return {state: "missing"};
+		})()`, &at)
+		if err != nil {
+			return err
 		}
-		return {found: false};
-	})()`, &at)
-	if err != nil {
-		return err
-	}
-	if !at.Found {
-		return fmt.Errorf("no visible button %q on the page", label)
+		if at.State == "found" {
+			break
+		}
+		if time.Now().After(deadline) {
+			if at.State == "missing" {
+				return fmt.Errorf("no visible button %q on the page", label)
+			}
+			return fmt.Errorf("button %q not clickable after 10s: page %s", label, at.State)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	for _, typ := range []string{"mouseMoved", "mousePressed", "mouseReleased"} {
 		ev := map[string]any{"type": typ, "x": at.X, "y": at.Y}
