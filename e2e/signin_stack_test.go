@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"html"
 	"io"
@@ -67,7 +69,10 @@ func buildSignInTools() error {
 		}
 		cache = filepath.Join(home, ".cache")
 	}
-	dir := filepath.Join(cache, "container-director", "e2e-bin")
+	// One folder per checkout: several checkouts on one machine (and their
+	// test runs at the same time) must not run each other's builds.
+	sum := sha256.Sum256([]byte(repoRoot()))
+	dir := filepath.Join(cache, "container-director", "e2e-bin", hex.EncodeToString(sum[:6]))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
