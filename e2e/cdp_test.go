@@ -262,6 +262,9 @@ type pageState struct {
 	URL   string `json:"url"`
 	Title string `json:"title"`
 	Text  string `json:"text"` // document.body.innerText
+	// Parsed is whether the whole document has been parsed: before, the
+	// title can be there while the body is not, or only part of it.
+	Parsed bool `json:"parsed"`
 }
 
 func (s pageState) String() string {
@@ -271,12 +274,12 @@ func (s pageState) String() string {
 // state reads the page's URL, title and visible text.
 func (p *page) state() (pageState, error) {
 	var s pageState
-	err := p.eval(`({url: location.href, title: document.title, text: document.body ? document.body.innerText : ""})`, &s)
+	err := p.eval(`({url: location.href, title: document.title, text: document.body ? document.body.innerText : "", parsed: document.readyState !== "loading"})`, &s)
 	return s, err
 }
 
-// waitState polls the page every 100 ms until ok accepts its state, and
-// fails the test after timeout with the last state seen.
+// waitState polls the page every 100 ms until it is parsed and ok accepts
+// its state, and fails the test after timeout with the last state seen.
 func (p *page) waitState(t *testing.T, timeout time.Duration, what string, ok func(pageState) bool) pageState {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -284,7 +287,7 @@ func (p *page) waitState(t *testing.T, timeout time.Duration, what string, ok fu
 	var lastErr error
 	for {
 		s, err := p.state()
-		if err == nil && ok(s) {
+		if err == nil && s.Parsed && ok(s) {
 			return s
 		}
 		if err == nil {
