@@ -4,16 +4,26 @@ GO ?= go
 # Modules of their own, so that the plugin's module stays standard-library only.
 SUBMODULES := e2e examples/spawner examples/check
 
+# golangci-lint, pinned, built from the Go module proxy into the cache that
+# also holds Traefik's build (outside the checkout).
+GOLANGCI_LINT_VERSION := v2.15.0
+CACHE_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/container-director
+GOLANGCI_LINT := $(CACHE_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+
 .PHONY: test lint unit yaegi-test spawner-test check-examples e2e examples-up bench bench-hotpath demo screenshots
 
 test: lint unit yaegi-test spawner-test check-examples e2e
 
-lint:
+$(GOLANGCI_LINT):
+	GOBIN=$(dir $(GOLANGCI_LINT)) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+lint: $(GOLANGCI_LINT)
 	@out="$$(gofmt -l . )"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@for m in $(SUBMODULES); do if [ -f $$m/go.mod ]; then echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...) || exit 1; fi; done
 	@cp go.mod /tmp/container-director.go.mod && $(GO) mod tidy && if ! cmp -s go.mod /tmp/container-director.go.mod; then echo "go mod tidy changed go.mod"; exit 1; fi
 	@if grep -q '^require' go.mod; then echo "the plugin's go.mod must not require anything"; exit 1; fi
+	$(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
 
 unit:
 	$(GO) test -race -count=1 ./...

@@ -43,8 +43,10 @@ const maxHostLength = 253
 type Config struct {
 	// ContainerHostPrefix is the first part of every container's host name:
 	// a user's container is "<prefix>-<name>". It must start with a lowercase
-	// letter and hold only lowercase letters, digits and inner hyphens.
-	// Required; there is no default.
+	// letter and hold only lowercase letters and digits: no '-', so that the
+	// first '-' of a host always ends the prefix and two routers with
+	// different prefixes can never reach the same container. Required;
+	// there is no default.
 	ContainerHostPrefix string `json:"containerHostPrefix,omitempty"`
 
 	// ContainerPort is the port every user container listens on.
@@ -57,10 +59,13 @@ type Config struct {
 	// name, resolved on the container network).
 	ContainerDomain string `json:"containerDomain,omitempty"`
 
-	// UsernameHeader is the request header that holds the signed-in user's
-	// name. It is trusted, so the authentication layer in front must set it
-	// and remove clients' copies. Default: "X-Forwarded-Preferred-Username".
-	UsernameHeader string `json:"usernameHeader,omitempty"`
+	// UsernameHeader lists, in order, the request headers that may hold the
+	// signed-in user's name; the first one present with a non-empty value
+	// names the user. A single string may list several, separated by
+	// commas, as Traefik's labels give it. Every listed header is trusted,
+	// so the authentication layer in front must set each of them and remove
+	// clients' copies. Default: "X-Forwarded-Preferred-Username".
+	UsernameHeader []string `json:"usernameHeader,omitempty"`
 
 	// UsernamePolicy says how a user name becomes part of a host name:
 	// "strict" or "escape". Default: "strict".
@@ -81,7 +86,7 @@ type Config struct {
 func CreateConfig() *Config {
 	return &Config{
 		ContainerPort:  DefaultContainerPort,
-		UsernameHeader: DefaultUsernameHeader,
+		UsernameHeader: []string{DefaultUsernameHeader},
 		UsernamePolicy: DefaultUsernamePolicy,
 		DialTimeout:    DefaultDialTimeout,
 		ProbeCacheTTL:  DefaultProbeCacheTTL,
@@ -90,18 +95,22 @@ func CreateConfig() *Config {
 
 // settings is the validated, compiled form of a Config.
 type settings struct {
-	prefix         string // "vscode"
-	hostSuffix     string // ".domain:port" or ":port"
-	usernameHeader string // canonical form
-	escape         bool
-	dialTimeout    time.Duration
-	probeCacheTTL  time.Duration
+	prefix          string   // "vscode"
+	hostSuffix      string   // ".domain:port" or ":port"
+	usernameHeaders []string // canonical form, in order of precedence
+	escape          bool
+	dialTimeout     time.Duration
+	probeCacheTTL   time.Duration
 }
 
 // compile validates every key of the configuration and returns its compiled
 // form, or an error that names the key and the bad value.
 func (c *Config) compile() (settings, error) {
-	var s settings
+	var (
+		s   settings
+		d   time.Duration
+		err error
+	)
 	if c == nil {
 		return s, fmt.Errorf("missing configuration: containerHostPrefix is required")
 	}
@@ -127,15 +136,8 @@ func (c *Config) compile() (settings, error) {
 	}
 	s.hostSuffix += ":" + strconv.Itoa(c.ContainerPort)
 
-	if c.UsernameHeader == "" {
-		return s, fmt.Errorf("usernameHeader: must not be empty")
-	}
-	if !isToken(c.UsernameHeader) {
-		return s, fmt.Errorf("usernameHeader: %q is not a valid header name", c.UsernameHeader)
-	}
-	s.usernameHeader = http.CanonicalHeaderKey(c.UsernameHeader)
-	if s.usernameHeader == ContainerNameHeader {
-		return s, fmt.Errorf("usernameHeader: %q is the header the director sets for the spawner", c.UsernameHeader)
+	if s.usernameHeaders, err = compileHeaders(c.UsernameHeader); err != nil {
+		return s, err
 	}
 
 	switch strings.ToLower(strings.TrimSpace(c.UsernamePolicy)) {
@@ -146,7 +148,7 @@ func (c *Config) compile() (settings, error) {
 		return s, fmt.Errorf("usernamePolicy: must be %q or %q, got %q", PolicyStrict, PolicyEscape, c.UsernamePolicy)
 	}
 
-	d, err := parseDuration("dialTimeout", c.DialTimeout)
+	d, err = parseDuration("dialTimeout", c.DialTimeout)
 	if err != nil {
 		return s, err
 	}
@@ -159,6 +161,37 @@ func (c *Config) compile() (settings, error) {
 		return s, err
 	}
 	return s, nil
+}
+
+// compileHeaders returns the canonical identity headers of a usernameHeader
+// setting: a list whose items may themselves be comma-separated lists.
+func compileHeaders(list []string) ([]string, error) {
+	var headers []string
+	for _, item := range list {
+		for _, h := range strings.Split(item, ",") {
+			h = strings.TrimSpace(h)
+			if h == "" {
+				return nil, fmt.Errorf("usernameHeader: %q holds an empty header name", strings.Join(list, ","))
+			}
+			if !isToken(h) {
+				return nil, fmt.Errorf("usernameHeader: %q is not a valid header name", h)
+			}
+			canonical := http.CanonicalHeaderKey(h)
+			if canonical == ContainerNameHeader {
+				return nil, fmt.Errorf("usernameHeader: %q is the header the director sets for the spawner", h)
+			}
+			for _, seen := range headers {
+				if seen == canonical {
+					return nil, fmt.Errorf("usernameHeader: %q is listed twice", h)
+				}
+			}
+			headers = append(headers, canonical)
+		}
+	}
+	if len(headers) == 0 {
+		return nil, fmt.Errorf("usernameHeader: must name at least one header, e.g. %q", DefaultUsernameHeader)
+	}
+	return headers, nil
 }
 
 // parseDuration parses a non-negative Go duration string for the given key.
@@ -174,6 +207,13 @@ func parseDuration(key, value string) (time.Duration, error) {
 }
 
 // checkPrefix reports why prefix cannot start a container's DNS label.
+//
+// The prefix holds no '-': the host "<prefix>-<name>" then says which prefix
+// it was made with (everything before its first '-'), so two routers with
+// different prefixes can never reach the same container, whatever names
+// their users have. With "jupyter-gpu" allowed, user "gpu-alice" of prefix
+// "jupyter" and user "alice" of prefix "jupyter-gpu" would share
+// "jupyter-gpu-alice".
 func checkPrefix(prefix string) error {
 	// The label is "<prefix>-<at least one character>".
 	if len(prefix) > maxLabelLength-2 {
@@ -182,13 +222,11 @@ func checkPrefix(prefix string) error {
 	if c := prefix[0]; c < 'a' || c > 'z' {
 		return fmt.Errorf("must start with a lowercase letter")
 	}
-	if prefix[len(prefix)-1] == '-' {
-		return fmt.Errorf("must not end with '-' (the director adds it)")
+	if strings.IndexByte(prefix, '-') >= 0 {
+		return fmt.Errorf("must not contain '-': the first '-' of a container's name ends its prefix, so that routers with different prefixes never share a container; use %q instead", strings.ReplaceAll(prefix, "-", ""))
 	}
-	for i := 0; i < len(prefix); i++ {
-		if !isLabelByte(prefix[i]) {
-			return fmt.Errorf("may hold only lowercase letters, digits and '-'")
-		}
+	if strings.Trim(prefix, plainBytes) != "" {
+		return fmt.Errorf("may hold only lowercase letters a-z and digits 0-9")
 	}
 	return nil
 }

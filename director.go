@@ -15,7 +15,6 @@ import (
 	"net/http/httputil"
 	"os"
 	"strings"
-	"time"
 )
 
 var errEmptyUsername = errors.New("the user name is empty")
@@ -28,8 +27,8 @@ const statusClientClosedRequest = 499
 type director struct {
 	next     http.Handler
 	settings settings
-	// usernameHeader is settings.usernameHeader, one field access nearer
-	// for the hot path.
+	// usernameHeader is the first of settings.usernameHeaders, one field
+	// access nearer for the hot path.
 	usernameHeader string
 	// room is how many characters of mapped name fit in the label after
 	// "<prefix>-".
@@ -57,7 +56,7 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 	d := &director{
 		next:           next,
 		settings:       s,
-		usernameHeader: s.usernameHeader,
+		usernameHeader: s.usernameHeaders[0],
 		room:           maxLabelLength - len(s.prefix) - 1,
 		dialer:         dl,
 		debug:          newLogger(os.Stdout, name),
@@ -95,11 +94,13 @@ func (d *director) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	delete(req.Header, ContainerNameHeader)
 	if v := req.Header[d.usernameHeader]; len(v) == 1 {
 		// Only names that passed the policy are ever cached.
+		// Entries leave the map when their TTL is over.
 		if e, ok := d.probes.alive.Load(v[0]); ok {
-			if c := e.(*containerEntry); time.Since(c.probedAt) < d.probes.ttl {
-				c.proxy.ServeHTTP(rw, req)
-				return
+			if req.Body != http.NoBody {
+				req = trackBody(req)
 			}
+			e.(*containerEntry).proxy.ServeHTTP(rw, req)
+			return
 		}
 	}
 	d.route(rw, req)
@@ -108,22 +109,19 @@ func (d *director) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 // route serves a request whose container is not known to be alive: it
 // checks the user name, probes the container and proxies or hands on.
 func (d *director) route(rw http.ResponseWriter, req *http.Request) {
-	values := req.Header[d.usernameHeader]
-	switch {
-	case len(values) == 0:
-		d.debug.Printf("no %s header: 401", d.usernameHeader)
-		plainError(rw, http.StatusUnauthorized, "Unauthorized: the request carries no signed-in user. Sign in and try again.")
-		return
-	case len(values) > 1:
-		d.debug.Printf("%d %s headers: 400", len(values), d.usernameHeader)
-		plainError(rw, http.StatusBadRequest, "Bad Request: the request names more than one user.")
+	username, header, ok := d.identify(rw, req.Header)
+	if !ok {
 		return
 	}
-	username := values[0]
 	mapped, err := containerLabel(username, d.settings.escape, d.room)
 	if err != nil {
-		d.debug.Printf("user=%q rejected: %v", username, err)
+		d.debug.Printf("user=%q (%s) rejected: %v", username, header, err)
 		plainError(rw, http.StatusBadRequest, "Bad Request: "+err.Error()+".")
+		return
+	}
+	if v, ok := d.probes.alive.Load(username); ok {
+		// Named by a header after the first: not seen by ServeHTTP.
+		proxyTo(v.(*containerEntry), rw, req)
 		return
 	}
 
@@ -132,7 +130,7 @@ func (d *director) route(rw http.ResponseWriter, req *http.Request) {
 	switch {
 	case e != nil:
 		d.debug.Printf("user=%q container=%q up: proxying", username, name)
-		e.proxy.ServeHTTP(rw, req)
+		proxyTo(e, rw, req)
 	case req.Context().Err() != nil:
 		d.debug.Printf("user=%q container=%q client gone while probing", username, name)
 		rw.WriteHeader(statusClientClosedRequest)
@@ -142,13 +140,69 @@ func (d *director) route(rw http.ResponseWriter, req *http.Request) {
 	}
 }
 
-// proxyFailed answers a request whose container did not answer the proxy;
-// out is the proxy's outgoing copy of it, pointed at host. The proxy calls its ErrorHandler
-// before it writes anything of a response, so the request can still go on
-// to the spawner when it has no body; one with a body gets a 502, for its
-// body may already be gone. A client that went away says nothing about the
-// container, which stays cached.
+// identify returns the user name of the first identity header that holds a
+// non-empty one, and that header's name. When there is none, or that header
+// is repeated, it answers the request itself and returns ok false: 401 when
+// no identity header came at all, 400 otherwise.
+func (d *director) identify(rw http.ResponseWriter, h http.Header) (username, header string, ok bool) {
+	present := false
+	for _, header = range d.settings.usernameHeaders {
+		values := h[header]
+		if len(values) == 0 {
+			continue
+		}
+		present = true
+		if len(values) > 1 {
+			d.debug.Printf("%d %s headers: 400", len(values), header)
+			plainError(rw, http.StatusBadRequest, "Bad Request: the request names more than one user.")
+			return "", header, false
+		}
+		if values[0] != "" {
+			return values[0], header, true
+		}
+	}
+	if !present {
+		d.debug.Printf("none of %s: 401", strings.Join(d.settings.usernameHeaders, ", "))
+		plainError(rw, http.StatusUnauthorized, "Unauthorized: the request carries no signed-in user. Sign in and try again.")
+		return "", "", false
+	}
+	d.debug.Printf("%s empty: 400", strings.Join(d.settings.usernameHeaders, ", "))
+	plainError(rw, http.StatusBadRequest, "Bad Request: "+errEmptyUsername.Error()+".")
+	return "", "", false
+}
+
+// proxyTo proxies the request to a container found alive.
+func proxyTo(c *containerEntry, rw http.ResponseWriter, req *http.Request) {
+	if req.Body != http.NoBody {
+		req = trackBody(req)
+	}
+	c.proxy.ServeHTTP(rw, req)
+}
+
+// proxyFailed answers a request that the proxy could not pass on; out is
+// the proxy's outgoing copy of it, pointed at host.
+//
+// When the container did not answer, the proxy calls it before anything of
+// a response is written: the request goes on to the spawner if nothing of
+// its body reached the container (whatever its ContentLength says: HTTP/3
+// requests carry -1 even for a GET), and gets a 502 if part of it did. When
+// the container did answer (with a protocol switch the request did not ask
+// for, or the switch failed after the connection was taken over), the
+// failure is this request's own: a 502, or nothing at all once the
+// connection is no longer an HTTP one, and the container stays cached. A
+// client that went away says nothing about the container either.
 func (d *director) proxyFailed(rw http.ResponseWriter, out *http.Request, user, container, host string, err error) {
+	if _, answered := out.Header[answeredMark]; answered || errors.Is(err, errUnaskedSwitch) {
+		if rw.Header().Get("Upgrade") != "" {
+			// The proxy copies the 101's headers to rw only once it took
+			// the connection over: nothing may be written to it now.
+			d.errs.Printf("user=%q container=%q protocol switch failed after the takeover: %v", user, container, err)
+			return
+		}
+		d.errs.Printf("user=%q container=%q answered, but its answer cannot be passed on: 502: %v", user, container, err)
+		plainError(rw, http.StatusBadGateway, "Bad Gateway: your container answered in a way that cannot be passed on.")
+		return
+	}
 	if out.Context().Err() != nil {
 		d.debug.Printf("user=%q container=%q client gone: %v", user, container, err)
 		rw.WriteHeader(statusClientClosedRequest)
@@ -162,41 +216,44 @@ func (d *director) proxyFailed(rw http.ResponseWriter, out *http.Request, user, 
 		return
 	}
 	d.probes.forget(user)
-	switch {
-	case hasBody(out):
-		d.errs.Printf("user=%q container=%q stopped answering, request with a body: 502: %v", user, container, err)
+	body, unsent := reclaimBody(out)
+	if !unsent {
+		d.errs.Printf("user=%q container=%q stopped answering while the request body was sent: 502: %v", user, container, err)
 		plainError(rw, http.StatusBadGateway, "Bad Gateway: your container stopped answering while this request was sent. Reload the page to start it again.")
-	default:
-		d.errs.Printf("user=%q container=%q stopped answering: handing on to the spawner: %v", user, container, err)
-		unproxy(out)
-		d.handOff(rw, out, container)
+		return
 	}
+	d.errs.Printf("user=%q container=%q stopped answering: handing on to the spawner: %v", user, container, err)
+	unproxy(out)
+	out.Body = body
+	d.handOff(rw, out, container)
 }
 
 // handOff passes the request to the next handler, the spawner, naming the
 // container it should start.
 func (d *director) handOff(rw http.ResponseWriter, req *http.Request, container string) {
-	dropLookalikes(req.Header, d.usernameHeader)
+	dropLookalikes(req.Header, d.settings.usernameHeaders)
 	req.Header[ContainerNameHeader] = []string{container}
 	d.next.ServeHTTP(rw, req)
 }
 
-// hasBody reports whether the request was sent with a body.
-func hasBody(req *http.Request) bool {
-	return req.ContentLength != 0 || len(req.TransferEncoding) > 0
-}
-
 // dropLookalikes removes headers that some servers (CGI, WSGI, PHP) would
-// read as X-Container-Name or as the identity header: the same names
+// read as X-Container-Name or as an identity header: the same names
 // spelled with '_' for '-'. Go has already merged case variants.
-func dropLookalikes(h http.Header, identity string) {
+func dropLookalikes(h http.Header, identities []string) {
 	for k := range h {
 		if strings.IndexByte(k, '_') < 0 {
 			continue
 		}
 		n := strings.ReplaceAll(k, "_", "-")
-		if strings.EqualFold(n, ContainerNameHeader) || strings.EqualFold(n, identity) {
+		if strings.EqualFold(n, ContainerNameHeader) {
 			delete(h, k)
+			continue
+		}
+		for _, identity := range identities {
+			if strings.EqualFold(n, identity) {
+				delete(h, k)
+				break
+			}
 		}
 	}
 }

@@ -1,10 +1,12 @@
 package director
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/png"
 	"io"
 	"net"
 	"net/http"
@@ -54,29 +56,49 @@ func containerHandler(id string, sseRelease chan struct{}) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(echoed{Container: id, Host: r.Host, Method: r.Method, Body: string(body), Header: r.Header})
+		_ = json.NewEncoder(w).Encode(echoed{Container: id, Host: r.Host, Method: r.Method, Body: string(body), Header: r.Header})
 	})
 	return mux
 }
 
-// spawner records the requests handed on to it.
+// spawner records the requests handed on to it, and their bodies if
+// readBody is set.
 type spawner struct {
+	readBody bool
 	mu       sync.Mutex
 	requests []*http.Request
+	bodies   []string
 }
 
 func (s *spawner) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	var body []byte
+	if s.readBody {
+		var err error
+		if body, err = io.ReadAll(req.Body); err != nil {
+			body = []byte("reading the body: " + err.Error())
+		}
+	}
 	s.mu.Lock()
 	s.requests = append(s.requests, req.Clone(context.Background()))
+	s.bodies = append(s.bodies, string(body))
 	s.mu.Unlock()
 	rw.WriteHeader(http.StatusAccepted)
-	io.WriteString(rw, "spawner: "+req.Header.Get(ContainerNameHeader))
+	_, _ = io.WriteString(rw, "spawner: "+req.Header.Get(ContainerNameHeader))
 }
 
 func (s *spawner) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.requests)
+}
+
+func (s *spawner) lastBody() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.bodies) == 0 {
+		return ""
+	}
+	return s.bodies[len(s.bodies)-1]
 }
 
 func (s *spawner) last() *http.Request {
@@ -98,6 +120,7 @@ type fixture struct {
 	mu         sync.Mutex
 	containers map[string]*httptest.Server // "vscode-alice:8080" → server
 	dials      int64
+	transport  *http.Transport
 }
 
 // vscodeConfig returns the defaults with the prefix "vscode".
@@ -123,6 +146,7 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 	transport := newTransport(func(ctx context.Context, network, address string) (net.Conn, error) {
 		return f.director.dialer.DialContext(ctx, network, address)
 	})
+	f.transport = transport
 	d := f.director
 	f.director.probes.newProxy = func(user, container, host string) *httputil.ReverseProxy {
 		return newReverseProxy(host, transport, func(rw http.ResponseWriter, out *http.Request, err error) {
@@ -188,6 +212,10 @@ func (f *fixture) stopContainer(host string) {
 	if s != nil {
 		s.Close()
 	}
+	// As the transport finds out soon after a real container dies: a
+	// request sent on a connection the container closed meanwhile has
+	// its body gone, and gets a 502.
+	f.transport.CloseIdleConnections()
 }
 
 func (f *fixture) probeDials() int64 {
@@ -250,7 +278,7 @@ func TestNew(t *testing.T) {
 		{desc: "all keys set", update: func(c *Config) {
 			c.ContainerPort = 3000
 			c.ContainerDomain = "Workspaces.svc.cluster.local."
-			c.UsernameHeader = "x-auth-request-preferred-username"
+			c.UsernameHeader = []string{"x-auth-request-preferred-username, X-Auth-Request-User", "x-auth-request-email"}
 			c.UsernamePolicy = "Escape"
 			c.DialTimeout = "250ms"
 			c.ProbeCacheTTL = "0s"
@@ -259,7 +287,8 @@ func TestNew(t *testing.T) {
 		{desc: "prefix with uppercase", update: func(c *Config) { c.ContainerHostPrefix = "VSCode" }, expectedError: `containerHostPrefix: "VSCode" must start with a lowercase letter`},
 		{desc: "prefix with a dot", update: func(c *Config) { c.ContainerHostPrefix = "vs.code" }, expectedError: `containerHostPrefix: "vs.code" may hold only`},
 		{desc: "prefix starting with a digit", update: func(c *Config) { c.ContainerHostPrefix = "1vscode" }, expectedError: `containerHostPrefix: "1vscode"`},
-		{desc: "prefix ending with a hyphen", update: func(c *Config) { c.ContainerHostPrefix = "vscode-" }, expectedError: `containerHostPrefix: "vscode-" must not end with '-'`},
+		{desc: "prefix ending with a hyphen", update: func(c *Config) { c.ContainerHostPrefix = "vscode-" }, expectedError: `containerHostPrefix: "vscode-" must not contain '-'`},
+		{desc: "prefix with a hyphen", update: func(c *Config) { c.ContainerHostPrefix = "jupyter-gpu" }, expectedError: `containerHostPrefix: "jupyter-gpu" must not contain '-': the first '-' of a container's name ends its prefix, so that routers with different prefixes never share a container; use "jupytergpu" instead`},
 		{desc: "prefix too long", update: func(c *Config) { c.ContainerHostPrefix = strings.Repeat("a", 62) }, expectedError: "containerHostPrefix: \"" + strings.Repeat("a", 62) + "\" is longer than 61"},
 		{desc: "port zero", update: func(c *Config) { c.ContainerPort = 0 }, expectedError: "containerPort: must be 1-65535, got 0"},
 		{desc: "port too large", update: func(c *Config) { c.ContainerPort = 65536 }, expectedError: "containerPort: must be 1-65535, got 65536"},
@@ -269,9 +298,12 @@ func TestNew(t *testing.T) {
 		{desc: "domain with a port", update: func(c *Config) { c.ContainerDomain = "svc.local:80" }, expectedError: `containerDomain: "svc.local:80" may hold only`},
 		{desc: "domain label starting with a hyphen", update: func(c *Config) { c.ContainerDomain = "-svc.local" }, expectedError: `containerDomain: "-svc.local" has a label that starts or ends with '-'`},
 		{desc: "domain too long", update: func(c *Config) { c.ContainerDomain = strings.Repeat("a.", 95) + "a" }, expectedError: "containerDomain: \"" + strings.Repeat("a.", 95) + "a\" is longer than 189"},
-		{desc: "empty header", update: func(c *Config) { c.UsernameHeader = "" }, expectedError: "usernameHeader: must not be empty"},
-		{desc: "header with a space", update: func(c *Config) { c.UsernameHeader = "X User" }, expectedError: `usernameHeader: "X User" is not a valid header name`},
-		{desc: "header is the container header", update: func(c *Config) { c.UsernameHeader = "x-container-name" }, expectedError: `usernameHeader: "x-container-name" is the header the director sets`},
+		{desc: "no header", update: func(c *Config) { c.UsernameHeader = nil }, expectedError: "usernameHeader: must name at least one header"},
+		{desc: "empty header", update: func(c *Config) { c.UsernameHeader = []string{""} }, expectedError: `usernameHeader: "" holds an empty header name`},
+		{desc: "empty header in a list", update: func(c *Config) { c.UsernameHeader = []string{"X-User,,X-Email"} }, expectedError: `usernameHeader: "X-User,,X-Email" holds an empty header name`},
+		{desc: "header with a space", update: func(c *Config) { c.UsernameHeader = []string{"X User"} }, expectedError: `usernameHeader: "X User" is not a valid header name`},
+		{desc: "header is the container header", update: func(c *Config) { c.UsernameHeader = []string{"X-User", "x-container-name"} }, expectedError: `usernameHeader: "x-container-name" is the header the director sets`},
+		{desc: "header listed twice", update: func(c *Config) { c.UsernameHeader = []string{"X-User,x-user"} }, expectedError: `usernameHeader: "x-user" is listed twice`},
 		{desc: "unknown policy", update: func(c *Config) { c.UsernamePolicy = "lenient" }, expectedError: `usernamePolicy: must be "strict" or "escape", got "lenient"`},
 		{desc: "empty policy", update: func(c *Config) { c.UsernamePolicy = "" }, expectedError: `usernamePolicy: must be "strict" or "escape", got ""`},
 		{desc: "unparsable dial timeout", update: func(c *Config) { c.DialTimeout = "1 second" }, expectedError: `dialTimeout: "1 second" is not a duration`},
@@ -323,7 +355,7 @@ func TestCompiledSettings(t *testing.T) {
 	cfg := vscodeConfig()
 	cfg.ContainerDomain = "Workspaces.Svc.Cluster.Local"
 	cfg.ContainerPort = 3000
-	cfg.UsernameHeader = "x-auth-request-preferred-username"
+	cfg.UsernameHeader = []string{" x-auth-request-preferred-username,x-auth-request-user", "X-Auth-Request-Email"}
 	s, err := cfg.compile()
 	if err != nil {
 		t.Fatal(err)
@@ -331,8 +363,8 @@ func TestCompiledSettings(t *testing.T) {
 	if s.hostSuffix != ".workspaces.svc.cluster.local:3000" {
 		t.Errorf("hostSuffix = %q", s.hostSuffix)
 	}
-	if s.usernameHeader != "X-Auth-Request-Preferred-Username" {
-		t.Errorf("usernameHeader = %q", s.usernameHeader)
+	if got := strings.Join(s.usernameHeaders, ","); got != "X-Auth-Request-Preferred-Username,X-Auth-Request-User,X-Auth-Request-Email" {
+		t.Errorf("usernameHeaders = %q", got)
 	}
 	if s.dialTimeout != time.Second || s.probeCacheTTL != 10*time.Second {
 		t.Errorf("durations = %v, %v; want the defaults 1s, 10s", s.dialTimeout, s.probeCacheTTL)
@@ -543,7 +575,7 @@ func TestWebSocketThroughDirector(t *testing.T) {
 		t.Fatalf("opening WebSocket: %v", err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	for i := 0; i < 3; i++ {
 		msg := fmt.Sprintf("hello %d", i)
 		got, err := conn.RoundTrip(msg)
@@ -677,7 +709,7 @@ func TestContainerDiesAfterCachedProbe(t *testing.T) {
 	}{
 		{desc: "GET goes on to the spawner", method: http.MethodGet, expectedStatus: http.StatusAccepted, expectedBody: "spawner: vscode-alice"},
 		{desc: "HEAD goes on to the spawner", method: http.MethodHead, expectedStatus: http.StatusAccepted},
-		{desc: "POST with a body gets 502", method: http.MethodPost, body: "unsaved work", expectedStatus: http.StatusBadGateway, expectedBody: "your container stopped answering"},
+		{desc: "POST whose body was never sent goes on to the spawner", method: http.MethodPost, body: "unsaved work", expectedStatus: http.StatusAccepted, expectedBody: "spawner: vscode-alice"},
 	}
 	for _, test := range testCases {
 		test := test
@@ -734,7 +766,7 @@ func TestClientGoneKeepsContainerCached(t *testing.T) {
 			<-r.Context().Done()
 			return
 		}
-		io.WriteString(w, "ok")
+		_, _ = io.WriteString(w, "ok")
 	}))
 	f.mu.Lock()
 	f.containers["vscode-alice:8080"] = container
@@ -942,7 +974,7 @@ func hexValue(c byte) int {
 
 func BenchmarkServeHTTP(b *testing.B) {
 	container := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok")
+		_, _ = io.WriteString(w, "ok")
 	}))
 	defer container.Close()
 	cfg := vscodeConfig()
@@ -1070,10 +1102,29 @@ func TestManifestTestData(t *testing.T) {
 	if top["type"] != "middleware" || top["import"] != "github.com/container-director/director" || top["displayName"] == "" {
 		t.Errorf("manifest type %q import %q displayName %q", top["type"], top["import"], top["displayName"])
 	}
+	// The catalog shows the icon at iconPath, relative to the repository.
+	if icon := top["iconPath"]; icon == "" {
+		t.Error("manifest has no iconPath")
+	} else if f, err := os.Open(icon); err != nil {
+		t.Errorf("iconPath: %v", err)
+	} else {
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Errorf("iconPath %s: not a PNG: %v", icon, err)
+		} else if b := img.Bounds(); b.Dx() < 64 || b.Dx() != b.Dy() {
+			t.Errorf("iconPath %s: %dx%d, want a square of at least 64 pixels", icon, b.Dx(), b.Dy())
+		}
+	}
 	for _, key := range []string{"containerHostPrefix", "containerPort", "containerDomain", "usernameHeader", "usernamePolicy", "dialTimeout", "probeCacheTTL"} {
 		if _, ok := testData[key]; !ok {
 			t.Errorf("testData does not set %s", key)
 		}
+	}
+	// Traefik decodes with weak typing: a string splits on commas into a
+	// list setting.
+	if s, ok := testData["usernameHeader"].(string); ok {
+		testData["usernameHeader"] = strings.Split(s, ",")
 	}
 	cfg := CreateConfig()
 	b, _ := json.Marshal(testData)
@@ -1083,4 +1134,393 @@ func TestManifestTestData(t *testing.T) {
 	if _, err := New(context.Background(), &spawner{}, cfg, "catalog"); err != nil {
 		t.Fatalf("New on testData: %v", err)
 	}
+}
+
+// TestUnsentBodyGoesToSpawner covers requests that claim a body of which
+// nothing reached the dead container: they go on to the spawner, body intact.
+func TestUnsentBodyGoesToSpawner(t *testing.T) {
+	testCases := []struct {
+		desc         string
+		send         func(f *fixture) (int, string)
+		expectedBody string // what the spawner reads of the body
+	}{
+		{
+			desc: "HTTP/3 GET: ContentLength -1 and no body",
+			send: func(f *fixture) (int, string) {
+				// As quic-go's server hands it to Traefik.
+				req := httptest.NewRequest(http.MethodGet, "/page", nil)
+				req.ContentLength = -1
+				req.Body = io.NopCloser(strings.NewReader(""))
+				req.Header.Set(identity, "alice")
+				rec := httptest.NewRecorder()
+				f.director.ServeHTTP(rec, req)
+				return rec.Code, rec.Body.String()
+			},
+		},
+		{
+			desc: "Expect: 100-continue, body never sent",
+			send: func(f *fixture) (int, string) {
+				req, _ := http.NewRequest(http.MethodPut, f.front.URL+"/file", strings.NewReader("unsent"))
+				req.Header.Set(identity, "alice")
+				req.Header.Set("Expect", "100-continue")
+				client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return resp.StatusCode, readBody(t, resp)
+			},
+			// The spawner asked for it: the body is still the client's.
+			expectedBody: "unsent",
+		},
+		{
+			desc: "empty chunked body",
+			send: func(f *fixture) (int, string) {
+				// A reader of unknown length: the client sends it chunked.
+				resp := f.do(http.MethodPost, "/form", "alice", io.MultiReader(), nil)
+				return resp.StatusCode, readBody(t, resp)
+			},
+		},
+		{
+			desc: "POST with a body, dial refused",
+			send: func(f *fixture) (int, string) {
+				resp := f.do(http.MethodPost, "/form", "alice", strings.NewReader("unsaved work"), nil)
+				return resp.StatusCode, readBody(t, resp)
+			},
+			expectedBody: "unsaved work",
+		},
+	}
+	for _, test := range testCases {
+		test := test
+		t.Run(test.desc, func(t *testing.T) {
+			f := newFixture(t, nil)
+			f.spawner.readBody = true
+			f.startContainer("vscode-alice:8080", "alice", nil)
+			readEcho(t, f.do(http.MethodGet, "/", "alice", nil, nil))
+			f.stopContainer("vscode-alice:8080")
+
+			code, body := test.send(f)
+			if code != http.StatusAccepted || body != "spawner: vscode-alice" {
+				t.Fatalf("status %d body %q, want the spawner's 202", code, body)
+			}
+			if got := f.spawner.lastBody(); got != test.expectedBody {
+				t.Errorf("spawner read body %q, want %q", got, test.expectedBody)
+			}
+			if f.director.probes.entries() != 0 {
+				t.Error("the dead container is still cached as alive")
+			}
+		})
+	}
+}
+
+// TestPartlySentBodyGets502: a container that dies after it read part of a
+// body: the rest cannot go anywhere, the request gets a 502.
+func TestPartlySentBodyGets502(t *testing.T) {
+	f := newFixture(t, nil)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				// Read the head and the first bytes of the body, then die.
+				var got []byte
+				buf := make([]byte, 4096)
+				for {
+					n, err := conn.Read(buf)
+					got = append(got, buf[:n]...)
+					if err != nil {
+						break
+					}
+					if i := strings.Index(string(got), "\r\n\r\n"); i >= 0 && strings.Contains(string(got[i:]), "part") {
+						// The client may end its body: the director
+						// has read part of it.
+						pw.Close()
+						break
+					}
+				}
+				conn.Close()
+			}()
+		}
+	}()
+	addr := ln.Addr().String()
+	f.director.dialer.resolve = func(address string) string { return addr }
+
+	go func() { _, _ = pw.Write([]byte("part")) }()
+	resp := f.do(http.MethodPost, "/upload", "alice", pr, nil)
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "your container stopped answering") {
+		t.Fatalf("status %d body %q, want 502", resp.StatusCode, body)
+	}
+	if n := f.spawner.count(); n != 0 {
+		t.Errorf("%d requests reached the spawner", n)
+	}
+}
+
+// switchingContainer answers /switch with a 101 to the protocol named by
+// ?to=, and reports on closed when the director closes that connection.
+func switchingContainer(t *testing.T, f *fixture, closed chan<- struct{}) {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/switch" {
+			_, _ = io.WriteString(w, "ok")
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", r.URL.Query().Get("to"))
+		brw.Flush()
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, conn); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			closed <- struct{}{}
+		}
+	}))
+	t.Cleanup(s.Close)
+	f.mu.Lock()
+	f.containers["vscode-alice:8080"] = s
+	f.mu.Unlock()
+}
+
+func TestUnaskedSwitchIs502(t *testing.T) {
+	testCases := []struct {
+		desc    string
+		upgrade string // the protocol the request asks for, "" for none
+	}{
+		{desc: "another protocol than asked for", upgrade: "websocket"},
+		{desc: "a switch not asked for", upgrade: ""},
+	}
+	for _, test := range testCases {
+		test := test
+		t.Run(test.desc, func(t *testing.T) {
+			f := newFixture(t, nil)
+			closed := make(chan struct{}, 1)
+			switchingContainer(t, f, closed)
+			if resp := f.do(http.MethodGet, "/", "alice", nil, nil); readBody(t, resp) != "ok" {
+				t.Fatalf("status %d, want the container's answer", resp.StatusCode)
+			}
+			header := http.Header{}
+			if test.upgrade != "" {
+				header.Set("Connection", "Upgrade")
+				header.Set("Upgrade", test.upgrade)
+			}
+			resp := f.do(http.MethodGet, "/switch?to=h2c", "alice", nil, header)
+			body := readBody(t, resp)
+			if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "cannot be passed on") {
+				t.Fatalf("status %d body %q, want 502", resp.StatusCode, body)
+			}
+			select {
+			case <-closed:
+			case <-time.After(5 * time.Second):
+				t.Error("the container's connection of the refused switch is still open")
+			}
+			if n := f.spawner.count(); n != 0 {
+				t.Errorf("%d requests reached the spawner", n)
+			}
+			if n := f.director.probes.entries(); n != 1 {
+				t.Errorf("%d cache entries, want the live container still cached", n)
+			}
+			if resp := f.do(http.MethodGet, "/", "alice", nil, nil); readBody(t, resp) != "ok" {
+				t.Fatalf("next request: status %d, want the container's answer", resp.StatusCode)
+			}
+			if d := f.probeDials(); d != 1 {
+				t.Errorf("%d probe dials, want 1: the container answered", d)
+			}
+		})
+	}
+}
+
+// hijackedWriter is a ResponseWriter whose connection is taken over and
+// then fails every write, as when the client went away. It records what was
+// written through it after the takeover.
+type hijackedWriter struct {
+	header    http.Header
+	hijacked  bool
+	afterward []string
+}
+
+func (w *hijackedWriter) Header() http.Header { return w.header }
+
+func (w *hijackedWriter) Write(p []byte) (int, error) {
+	if w.hijacked {
+		w.afterward = append(w.afterward, "Write "+string(p))
+	}
+	return len(p), nil
+}
+
+func (w *hijackedWriter) WriteHeader(code int) {
+	if w.hijacked {
+		w.afterward = append(w.afterward, "WriteHeader "+strconv.Itoa(code))
+	}
+}
+
+func (w *hijackedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.hijacked = true
+	server, client := net.Pipe()
+	client.Close()
+	return server, bufio.NewReadWriter(bufio.NewReader(server), bufio.NewWriter(server)), nil
+}
+
+func TestSwitchFailingAfterTakeoverWritesNothing(t *testing.T) {
+	f := newFixture(t, nil)
+	closed := make(chan struct{}, 1)
+	switchingContainer(t, f, closed)
+	if resp := f.do(http.MethodGet, "/", "alice", nil, nil); readBody(t, resp) != "ok" {
+		t.Fatalf("status %d, want the container's answer", resp.StatusCode)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/switch?to=test", nil)
+	req.Header.Set(identity, "alice")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "test")
+	w := &hijackedWriter{header: http.Header{}}
+	f.director.ServeHTTP(w, req)
+	if !w.hijacked {
+		t.Fatal("the proxy did not take the connection over")
+	}
+	if len(w.afterward) != 0 {
+		t.Errorf("written after the takeover: %q", w.afterward)
+	}
+	if n := f.spawner.count(); n != 0 {
+		t.Errorf("%d requests reached the spawner", n)
+	}
+	if n := f.director.probes.entries(); n != 1 {
+		t.Errorf("%d cache entries, want the live container still cached", n)
+	}
+}
+
+func TestEmptyForwardedForReachesSpawnerAsSent(t *testing.T) {
+	f := newFixture(t, nil)
+	f.startContainer("vscode-alice:8080", "alice", nil)
+	readEcho(t, f.do(http.MethodGet, "/", "alice", nil, nil))
+	f.stopContainer("vscode-alice:8080")
+
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set(identity, "alice")
+	req.Header["X-Forwarded-For"] = []string{""}
+	rec := httptest.NewRecorder()
+	f.director.ServeHTTP(rec, req)
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("status %d body %q, want the spawner", rec.Code, rec.Body)
+	}
+	if got := f.spawner.last().Header["X-Forwarded-For"]; len(got) != 1 || got[0] != "" {
+		t.Errorf("spawner got X-Forwarded-For %q, want the empty value the client sent", got)
+	}
+}
+
+func TestIdentityHeaderList(t *testing.T) {
+	const (
+		preferred = "X-Auth-Request-Preferred-Username"
+		user      = "X-Auth-Request-User"
+	)
+	testCases := []struct {
+		desc              string
+		header            http.Header
+		expectedStatus    int
+		expectedContainer string // reached, or named to the spawner
+	}{
+		{desc: "first header wins", header: http.Header{preferred: {"alice"}, user: {"bob"}}, expectedStatus: http.StatusOK, expectedContainer: "alice"},
+		{desc: "empty first header: the next one", header: http.Header{preferred: {""}, user: {"bob"}}, expectedStatus: http.StatusOK, expectedContainer: "bob"},
+		{desc: "missing first header: the next one", header: http.Header{user: {"bob"}}, expectedStatus: http.StatusOK, expectedContainer: "bob"},
+		{desc: "next one's container down: the spawner", header: http.Header{user: {"carol"}}, expectedStatus: http.StatusAccepted, expectedContainer: "vscode-carol"},
+		{desc: "none: 401", header: http.Header{"X-Forwarded-Preferred-Username": {"alice"}}, expectedStatus: http.StatusUnauthorized},
+		{desc: "all empty: 400", header: http.Header{preferred: {""}, user: {""}}, expectedStatus: http.StatusBadRequest},
+		{desc: "deciding header repeated: 400", header: http.Header{user: {"bob", "alice"}}, expectedStatus: http.StatusBadRequest},
+		{desc: "second name invalid: 400", header: http.Header{user: {"Bob"}}, expectedStatus: http.StatusBadRequest},
+	}
+	for _, test := range testCases {
+		test := test
+		t.Run(test.desc, func(t *testing.T) {
+			cfg := vscodeConfig()
+			cfg.UsernameHeader = []string{preferred + "," + user}
+			f := newFixture(t, cfg)
+			f.startContainer("vscode-alice:8080", "alice", nil)
+			f.startContainer("vscode-bob:8080", "bob", nil)
+			for i := 0; i < 2; i++ { // probed, then cached
+				resp := f.do(http.MethodGet, "/", "", nil, test.header)
+				switch body := readBody(t, resp); {
+				case resp.StatusCode != test.expectedStatus:
+					t.Fatalf("status %d body %q, want %d", resp.StatusCode, body, test.expectedStatus)
+				case test.expectedStatus == http.StatusOK && !strings.Contains(body, `"container":"`+test.expectedContainer+`"`):
+					t.Fatalf("reached %q, want %s's container", body, test.expectedContainer)
+				case test.expectedStatus == http.StatusAccepted && body != "spawner: "+test.expectedContainer:
+					t.Fatalf("spawner answered %q, want it asked for %s", body, test.expectedContainer)
+				}
+			}
+			if test.expectedStatus == http.StatusOK && f.probeDials() != 1 {
+				t.Errorf("%d probe dials, want 1: the second request finds the container cached", f.probeDials())
+			}
+		})
+	}
+}
+
+// TestLookalikesOfEveryIdentityHeaderDropped: no listed header reaches the
+// spawner under a '_' spelling a CGI-style server would read as it.
+func TestLookalikesOfEveryIdentityHeaderDropped(t *testing.T) {
+	cfg := vscodeConfig()
+	cfg.UsernameHeader = []string{"X-Auth-Request-Preferred-Username", "X-Auth-Request-User"}
+	f := newFixture(t, cfg)
+	resp := f.do(http.MethodGet, "/", "", nil, http.Header{
+		"X-Auth-Request-User":               {"alice"},
+		"X_auth_request_preferred_username": {"bob"},
+		"X_auth_request_user":               {"bob"},
+	})
+	if body := readBody(t, resp); resp.StatusCode != http.StatusAccepted || body != "spawner: vscode-alice" {
+		t.Fatalf("status %d body %q, want the spawner for alice", resp.StatusCode, body)
+	}
+	for k := range f.spawner.last().Header {
+		if strings.Contains(k, "_") {
+			t.Errorf("spawner got look-alike header %q", k)
+		}
+	}
+}
+
+// FuzzPrefixesNeverShareAContainer maps two names through two instances
+// with different prefixes (and any policies): their hosts always differ.
+func FuzzPrefixesNeverShareAContainer(f *testing.F) {
+	f.Add("jupyter", "gpu-alice", false, "jupyter-gpu", "alice", false)
+	f.Add("jupyter", "gpu-alice", true, "jupyter-gpu", "2dalice", true)
+	f.Add("jupyter", "gpu-alice", true, "jupyter-gpu", "2dalice", false)
+	f.Add("vscode", "alice", false, "jupyter", "alice", true)
+	f.Add("a", "b-c", false, "a-b", "c", false)
+	f.Fuzz(func(t *testing.T, prefix1, name1 string, escape1 bool, prefix2, name2 string, escape2 bool) {
+		if prefix1 == prefix2 {
+			return
+		}
+		host1, ok1 := hostFor(prefix1, name1, escape1)
+		host2, ok2 := hostFor(prefix2, name2, escape2)
+		if ok1 && ok2 && host1 == host2 {
+			t.Fatalf("prefix %q user %q and prefix %q user %q both reach %q", prefix1, name1, prefix2, name2, host1)
+		}
+	})
+}
+
+// hostFor returns the container host that a director with prefix and policy
+// gives name, and false if New refuses the prefix or the name is refused.
+func hostFor(prefix, name string, escape bool) (string, bool) {
+	cfg := CreateConfig()
+	cfg.ContainerHostPrefix = prefix
+	if escape {
+		cfg.UsernamePolicy = PolicyEscape
+	}
+	h, err := New(context.Background(), &spawner{}, cfg, "fuzz")
+	if err != nil {
+		return "", false
+	}
+	d := h.(*director)
+	mapped, err := containerLabel(name, d.settings.escape, d.room)
+	if err != nil {
+		return "", false
+	}
+	return d.settings.prefix + "-" + mapped + d.settings.hostSuffix, true
 }

@@ -100,6 +100,10 @@ func (p *prober) probe(ctx context.Context, user, name, host string) (*container
 		if _, loaded := p.alive.Swap(user, c.entry); !loaded {
 			p.size++
 		}
+		// The hot path reads no clock: an entry leaves the map when
+		// its TTL is over (a timer, not a goroutine, until it fires).
+		e := c.entry
+		time.AfterFunc(p.ttl, func() { p.expire(user, e) })
 	case c.entry == nil:
 		if _, loaded := p.alive.LoadAndDelete(user); loaded {
 			p.size--
@@ -123,6 +127,15 @@ func (p *prober) entryFor(user, name, host string) *containerEntry {
 		e.proxy = p.newProxy(user, name, host)
 	}
 	return e
+}
+
+// expire drops e, the user's entry, unless it was replaced since.
+func (p *prober) expire(user string, e *containerEntry) {
+	p.mu.Lock()
+	if p.alive.CompareAndDelete(user, e) {
+		p.size--
+	}
+	p.mu.Unlock()
 }
 
 // forget drops what is known of the user's container, so that the next

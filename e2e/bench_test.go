@@ -139,9 +139,12 @@ func TestBench(t *testing.T) {
 	}
 	const rounds = 3
 	pinned := pinCPUs(t)
-	pairs := [][2]route{
+	// Each group: the baseline first; the director last. The proxied group
+	// has the floor plugin between them.
+	groups := [][]route{
 		{
 			{name: "direct to the container", host: "direct.test", status: http.StatusOK},
+			{name: "floor plugin", host: "floor.test", status: http.StatusOK},
 			{name: "through the director", host: "plain.test", user: "alice", status: http.StatusOK},
 		},
 		{
@@ -155,35 +158,46 @@ func TestBench(t *testing.T) {
 	connCounts := []int{32, 128}
 	if os.Getenv("BENCH_QUICK") != "" {
 		// While tuning: one load level, the proxied pair only.
-		connCounts, pairs = connCounts[:1], pairs[:1]
+		connCounts, groups = connCounts[:1], groups[:1]
+	}
+	ratio := func(conns int, name string, a, b summary) {
+		fmt.Fprintf(w, "%d\tratio %s\t%.3f\t%.2f\t%.2f\t\t\t\n", conns, name,
+			a.rps/b.rps, float64(a.p50)/float64(b.p50), float64(a.p99)/float64(b.p99))
 	}
 	for _, conns := range connCounts {
-		for _, pair := range pairs {
-			// Warm both routes: connections, probe cache, Yaegi.
-			runRound(pair[0], conns, time.Second)
-			runRound(pair[1], conns, time.Second)
-			results := [2][]roundResult{}
+		for _, group := range groups {
+			// Warm every route: connections, probe cache, Yaegi.
+			for _, r := range group {
+				runRound(r, conns, time.Second)
+			}
+			results := make([][]roundResult, len(group))
 			for i := 0; i < rounds; i++ {
-				for j := 0; j < 2; j++ {
+				for j := range group {
 					var profiled chan struct{}
 					if i == 0 && os.Getenv("BENCH_PROFILE") != "" {
-						profiled = profileTraefik(t, fmt.Sprintf("%s/%d-%s.pprof", os.Getenv("BENCH_PROFILE"), conns, strings.ReplaceAll(pair[j].name, " ", "-")), round)
+						profiled = profileTraefik(t, fmt.Sprintf("%s/%d-%s.pprof", os.Getenv("BENCH_PROFILE"), conns, strings.ReplaceAll(group[j].name, " ", "-")), round)
 					}
-					results[j] = append(results[j], runRound(pair[j], conns, round))
+					results[j] = append(results[j], runRound(group[j], conns, round))
 					if profiled != nil {
 						<-profiled
 					}
 				}
 			}
-			base, dir := summarize(results[0]), summarize(results[1])
-			for j, s := range []summary{base, dir} {
-				fmt.Fprintf(w, "%d\t%s\t%.0f\t%v\t%v\t%.2f\t%d\t\n", conns, pair[j].name, s.rps,
+			sums := make([]summary, len(group))
+			for j := range group {
+				sums[j] = summarize(results[j])
+				s := sums[j]
+				fmt.Fprintf(w, "%d\t%s\t%.0f\t%v\t%v\t%.2f\t%d\t\n", conns, group[j].name, s.rps,
 					s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond), s.connsPer1k, s.errors)
+				if s.errors != 0 {
+					t.Errorf("%d connections, %s: %d errors", conns, group[j].name, s.errors)
+				}
 			}
-			fmt.Fprintf(w, "%d\tratio %s / %s\t%.3f\t%.2f\t%.2f\t\t\t\n", conns, "director", "direct",
-				dir.rps/base.rps, float64(dir.p50)/float64(base.p50), float64(dir.p99)/float64(base.p99))
-			if base.errors+dir.errors != 0 {
-				t.Errorf("%d connections, %s vs %s: %d and %d errors", conns, pair[0].name, pair[1].name, base.errors, dir.errors)
+			base, dir := sums[0], sums[len(sums)-1]
+			ratio(conns, "director / direct", dir, base)
+			if len(group) == 3 {
+				ratio(conns, "floor / direct", sums[1], base)
+				ratio(conns, "director / floor", dir, sums[1])
 			}
 		}
 	}

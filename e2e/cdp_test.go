@@ -274,6 +274,9 @@ type pageState struct {
 	URL   string `json:"url"`
 	Title string `json:"title"`
 	Text  string `json:"text"` // document.body.innerText
+	// Parsed is whether the whole document has been parsed: before, the
+	// title can be there while the body is not, or only part of it.
+	Parsed bool `json:"parsed"`
 }
 
 func (s pageState) String() string {
@@ -283,12 +286,12 @@ func (s pageState) String() string {
 // state reads the page's URL, title and visible text.
 func (p *page) state() (pageState, error) {
 	var s pageState
-	err := p.eval(`({url: location.href, title: document.title, text: document.body ? document.body.innerText : ""})`, &s)
+	err := p.eval(`({url: location.href, title: document.title, text: document.body ? document.body.innerText : "", parsed: document.readyState !== "loading"})`, &s)
 	return s, err
 }
 
-// waitState polls the page every 100 ms until ok accepts its state, and
-// fails the test after timeout with the last state seen.
+// waitState polls the page every 100 ms until it is parsed and ok accepts
+// its state, and fails the test after timeout with the last state seen.
 func (p *page) waitState(t *testing.T, timeout time.Duration, what string, ok func(pageState) bool) pageState {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -296,7 +299,7 @@ func (p *page) waitState(t *testing.T, timeout time.Duration, what string, ok fu
 	var lastErr error
 	for {
 		s, err := p.state()
-		if err == nil && ok(s) {
+		if err == nil && s.Parsed && ok(s) {
 			return s
 		}
 		if err == nil {
@@ -331,30 +334,50 @@ func (p *page) screenshot(path string) error {
 // clickButton clicks, with the mouse, the first visible button (or submit
 // input) whose text contains label, as a person would: it scrolls it into
 // view and presses and releases the left button over its middle.
+//
+// It clicks only once the page has loaded (document.readyState "complete")
+// and the button is the element under that point: a page whose text is
+// there while its stylesheet is still loading moves its buttons when the
+// stylesheet applies, and a click at the old place would land beside the
+// button and do nothing (OAuth2 Proxy's sign-in page, with Bulma, did).
 func (p *page) clickButton(label string) error {
 	quoted, _ := json.Marshal(label)
 	var at struct {
-		Found bool    `json:"found"`
+		State string  `json:"state"` // "found", "loading", "covered" or "missing"
 		X     float64 `json:"x"`
 		Y     float64 `json:"y"`
 	}
-	err := p.eval(`(() => {
-		const label = `+string(quoted)+`;
-		for (const e of document.querySelectorAll("button, input[type=submit]")) {
-			const text = (e.innerText || e.value || "").trim();
-			const r = e.getBoundingClientRect();
-			if (!text.includes(label) || r.width === 0 || r.height === 0) continue;
-			e.scrollIntoView({block: "center"});
-			const c = e.getBoundingClientRect();
-			return {found: true, x: c.left + c.width / 2, y: c.top + c.height / 2};
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := p.eval(`(() => {
+			if (document.readyState !== "complete") return {state: "loading"};
+			const label = `+string(quoted)+`;
+			for (const e of document.querySelectorAll("button, input[type=submit]")) {
+				const text = (e.innerText || e.value || "").trim();
+				const r = e.getBoundingClientRect();
+				if (!text.includes(label) || r.width === 0 || r.height === 0) continue;
+				e.scrollIntoView({block: "center"});
+				const c = e.getBoundingClientRect();
+				const x = c.left + c.width / 2, y = c.top + c.height / 2;
+				const hit = document.elementFromPoint(x, y);
+				if (!hit || (hit !== e && !e.contains(hit))) return {state: "covered"};
+				return {state: "found", x: x, y: y};
+			}
+			return {state: "missing"};
+		})()`, &at)
+		if err != nil {
+			return err
 		}
-		return {found: false};
-	})()`, &at)
-	if err != nil {
-		return err
-	}
-	if !at.Found {
-		return fmt.Errorf("no visible button %q on the page", label)
+		if at.State == "found" {
+			break
+		}
+		if time.Now().After(deadline) {
+			if at.State == "missing" {
+				return fmt.Errorf("no visible button %q on the page", label)
+			}
+			return fmt.Errorf("button %q not clickable after 10s: page %s", label, at.State)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	for _, typ := range []string{"mouseMoved", "mousePressed", "mouseReleased"} {
 		ev := map[string]any{"type": typ, "x": at.X, "y": at.Y}

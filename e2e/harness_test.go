@@ -152,6 +152,7 @@ type recorded struct {
 	Host   string
 	URI    string
 	Header http.Header
+	Body   string
 }
 
 // spawnerServer stands in for the Container Spawner: it records what
@@ -177,10 +178,10 @@ func startSpawner() (*spawnerServer, error) {
 }
 
 func (s *spawnerServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	io.Copy(io.Discard, r.Body)
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	name := r.Header.Get("X-Container-Name")
 	s.mu.Lock()
-	s.requests = append(s.requests, recorded{Host: r.Host, URI: r.RequestURI, Header: r.Header.Clone()})
+	s.requests = append(s.requests, recorded{Host: r.Host, URI: r.RequestURI, Header: r.Header.Clone(), Body: string(body)})
 	create := s.onCreate
 	s.mu.Unlock()
 	if create != nil {
@@ -263,7 +264,9 @@ type dynamicConfig struct {
 //     reading X-Auth-Request-Preferred-Username;
 //   - reload.test: a director whose settings the reload test rewrites;
 //   - direct.test and spawner.test: straight to alice's container and to the
-//     spawner, for the side-by-side benchmark.
+//     spawner, for the side-by-side benchmark;
+//   - floor.test: the floor plugin, proxying to alice's container (the
+//     benchmark's floor for an interpreted director).
 var dynamicTemplate = template.Must(template.New("dynamic").Parse(`http:
   routers:
     plain:
@@ -289,7 +292,16 @@ var dynamicTemplate = template.Must(template.New("dynamic").Parse(`http:
       rule: Host(` + "`spawner.test`" + `)
       entryPoints: [web]
       service: spawner
+    floor:
+      rule: Host(` + "`floor.test`" + `)
+      entryPoints: [web]
+      middlewares: [floor]
+      service: spawner
   middlewares:
+    floor:
+      plugin:
+        floor:
+          backend: http://vscode-alice:8080
     director:
       plugin:
         director:
@@ -341,7 +353,7 @@ entryPoints:
     address: "%s"
   traefik:
     address: "%s"
-providers:
+%sproviders:
   providersThrottleDuration: 100ms
   file:
     filename: "%s"
@@ -351,6 +363,8 @@ experimental:
   localPlugins:
     director:
       moduleName: github.com/container-director/director
+    floor:
+      moduleName: github.com/container-director/floor
 `
 
 // startTraefik runs bin with the plugin from this checkout in local mode and
@@ -367,6 +381,12 @@ func startTraefik(bin string, cfg dynamicConfig, quiet bool) (*traefik, error) {
 // launchTraefik runs bin with the plugin from this checkout in local mode,
 // watching a file provider that holds dynamic.
 func launchTraefik(bin string, dynamic []byte, quiet bool) (*traefik, error) {
+	return launchTraefikWith(bin, dynamic, quiet, "")
+}
+
+// launchTraefikWith is launchTraefik with more entry points, given as YAML
+// lines of the static configuration's entryPoints block.
+func launchTraefikWith(bin string, dynamic []byte, quiet bool, entryPoints string) (*traefik, error) {
 	dir, err := os.MkdirTemp("", "e2e-traefik-")
 	if err != nil {
 		return nil, err
@@ -378,6 +398,9 @@ func launchTraefik(bin string, dynamic []byte, quiet bool) (*traefik, error) {
 	if err := os.Symlink(repoRoot(), filepath.Join(src, "director")); err != nil {
 		return nil, err
 	}
+	if err := os.Symlink(floorDir(), filepath.Join(src, "floor")); err != nil {
+		return nil, err
+	}
 	tr := &traefik{dir: dir, web: freeAddr(), api: freeAddr(), dynamic: filepath.Join(dir, "dynamic.yml"), logs: &syncBuffer{}, exited: make(chan struct{})}
 	if err := writeFileAtomic(tr.dynamic, dynamic); err != nil {
 		return nil, err
@@ -387,7 +410,7 @@ func launchTraefik(bin string, dynamic []byte, quiet bool) (*traefik, error) {
 		level, accessLog = "ERROR", ""
 	}
 	static := filepath.Join(dir, "traefik.yml")
-	if err := os.WriteFile(static, []byte(fmt.Sprintf(staticTemplate, level, accessLog, tr.web, tr.api, tr.dynamic)), 0o644); err != nil {
+	if err := os.WriteFile(static, []byte(fmt.Sprintf(staticTemplate, level, accessLog, tr.web, tr.api, entryPoints, tr.dynamic)), 0o644); err != nil {
 		return nil, err
 	}
 	tr.cmd = exec.Command(bin, "--configFile="+static)

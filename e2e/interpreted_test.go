@@ -21,28 +21,40 @@ import (
 // Traefik's local plugin mode does, and returns New's handler for cfg.
 func loadInterpreted(tb testing.TB, next http.Handler, set func(cfg reflect.Value)) http.Handler {
 	tb.Helper()
+	return loadPlugin(tb, repoRoot(), "github.com/container-director/director", "director", next, set)
+}
+
+// floorDir is the floor plugin: an interpreted plugin that only proxies to
+// a fixed backend, the least any interpreted director can cost.
+func floorDir() string { return filepath.Join(repoRoot(), "e2e", "testdata", "floor") }
+
+// loadPlugin loads the plugin in dir, whose import path is module and
+// package name pkg, in Yaegi, and returns New's handler for the
+// configuration that set fills in.
+func loadPlugin(tb testing.TB, dir, module, pkg string, next http.Handler, set func(cfg reflect.Value)) http.Handler {
+	tb.Helper()
 	gopath := tb.TempDir()
-	src := filepath.Join(gopath, "src", "github.com", "container-director")
+	src := filepath.Join(gopath, "src", filepath.Dir(module))
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	if err := os.Symlink(repoRoot(), filepath.Join(src, "director")); err != nil {
+	if err := os.Symlink(dir, filepath.Join(gopath, "src", module)); err != nil {
 		tb.Fatal(err)
 	}
 	i := interp.New(interp.Options{GoPath: gopath, Env: os.Environ()})
 	if err := i.Use(stdlib.Symbols); err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := i.Eval(`import "github.com/container-director/director"`); err != nil {
-		tb.Fatalf("loading the plugin: %v", err)
+	if _, err := i.Eval(`import "` + module + `"`); err != nil {
+		tb.Fatalf("loading the plugin %s: %v", module, err)
 	}
-	create, err := i.Eval("director.CreateConfig")
+	create, err := i.Eval(pkg + ".CreateConfig")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cfg := create.Call(nil)[0]
 	set(cfg.Elem())
-	newFn, err := i.Eval("director.New")
+	newFn, err := i.Eval(pkg + ".New")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -58,9 +70,10 @@ func loadInterpreted(tb testing.TB, next http.Handler, set func(cfg reflect.Valu
 }
 
 // BenchmarkHotPath measures one proxied request (probe cached) through the
-// interpreted plugin, the compiled plugin and a plain compiled reverse proxy
-// to the same container, in process: where the time goes, without Traefik.
-// Run it with `make bench-hotpath`.
+// interpreted plugin, the compiled plugin, the interpreted floor plugin and
+// a plain compiled reverse proxy to the same container, in process: where
+// the time goes, without Traefik. Run it with `make bench-hotpath`; the
+// interpreted director's allocations per request go beside the floor's.
 func BenchmarkHotPath(b *testing.B) {
 	alice := "http://vscode-alice:8080"
 	target, _ := url.Parse(alice)
@@ -78,6 +91,9 @@ func BenchmarkHotPath(b *testing.B) {
 		c.FieldByName("ContainerHostPrefix").SetString("vscode")
 		c.FieldByName("ProbeCacheTTL").SetString("1h")
 	})
+	floor := loadPlugin(b, floorDir(), "github.com/container-director/floor", "floor", next, func(c reflect.Value) {
+		c.FieldByName("Backend").SetString(alice)
+	})
 	plain := httputil.NewSingleHostReverseProxy(target)
 	plain.Transport = &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
 
@@ -87,6 +103,7 @@ func BenchmarkHotPath(b *testing.B) {
 	}{
 		{"plain proxy", plain},
 		{"compiled director", compiled},
+		{"interpreted floor", floor},
 		{"interpreted director", interpreted},
 	}
 	for _, hd := range handlers {

@@ -31,7 +31,8 @@ var addrs = map[string]string{
 	"heidi":      "127.0.0.8", // killed while cached, with a body in flight
 	"dave":       "127.0.0.9", // SYNs dropped: dials hang until their timeout
 	"code-alice": "127.0.0.10",
-	janeLabel:    "127.0.2.1", // Jane.Doe@example.com escaped: sign-in tests
+	"ivan":       "127.0.0.11", // killed while cached, asked over HTTP/3
+	janeLabel:    "127.0.2.1",  // Jane.Doe@example.com escaped: sign-in tests
 }
 
 // loadUsers are the users of the load test.

@@ -171,19 +171,25 @@ func TestKilledContainerGoesToSpawner(t *testing.T) {
 			t.Errorf("spawner got X-Container-Name %q", v)
 		}
 	})
-	t.Run("POST with a body after kill gets 502", func(t *testing.T) {
+	t.Run("POST after kill reaches the spawner with its body", func(t *testing.T) {
+		// Nothing of the body reached the dead container (its dial was
+		// refused), so the request can still go on, body intact; a 502 is
+		// only for a body partly sent (unit tested: TestPartlySentBodyGets502).
 		getFrom(t, "heidi", "plain.test", "/", "heidi", nil)
 		env.containers["heidi"].stop()
+		// A moment for Traefik's transport to see the container close its
+		// idle connection: a POST written on that dead connection within
+		// the same microseconds has its body gone, which is a 502 by design
+		// (unit tested: TestPartlySentBodyGets502).
+		time.Sleep(500 * time.Millisecond)
 		before := env.spawner.count()
 		resp, body := send(t, http.MethodPost, "plain.test", "/save", "heidi", strings.NewReader("unsaved work"), nil)
-		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "stopped answering") {
-			t.Fatalf("status %d body %q, want 502 with a message", resp.StatusCode, body)
+		if resp.StatusCode != http.StatusServiceUnavailable || string(body) != "spawner: vscode-heidi" {
+			t.Fatalf("status %d body %q, want the spawner", resp.StatusCode, body)
 		}
-		if strings.Contains(string(body), "127.0.0") || strings.Contains(string(body), "refused") {
-			t.Errorf("502 body shows internal details: %q", body)
-		}
-		if n := env.spawner.count() - before; n != 0 {
-			t.Errorf("%d requests reached the spawner", n)
+		got := env.spawner.since(before)
+		if len(got) != 1 || got[0].URI != "/save" || got[0].Body != "unsaved work" {
+			t.Fatalf("spawner got %+v, want the POST with its body", got)
 		}
 		resp, body = send(t, http.MethodGet, "plain.test", "/", "heidi", nil, nil)
 		if resp.StatusCode != http.StatusServiceUnavailable || string(body) != "spawner: vscode-heidi" {

@@ -83,13 +83,13 @@ func checkTraefikExample(t *testing.T, c *composeFile) {
 		}
 		chain := splitList(value)
 		for i, mw := range chain {
-			header, isDirector := middlewares[strings.ToLower(mw)+".plugin.director.usernameheader"]
+			headerList, isDirector := middlewares[strings.ToLower(mw)+".plugin.director.usernameheader"]
 			if !isDirector {
 				continue
 			}
 			directorRouters++
-			if !strings.EqualFold(header, "X-Auth-Request-Preferred-Username") {
-				t.Errorf("%s: router %s: the director reads %q; behind forwardAuth it must read X-Auth-Request-Preferred-Username", example, router, header)
+			if !strings.EqualFold(headerList, traefikIdentity) {
+				t.Errorf("%s: router %s: the director reads %q; behind forwardAuth it must read %s (OAuth2 Proxy leaves the first empty for providers without preferred_username)", example, router, headerList, traefikIdentity)
 			}
 			var guarded bool
 			for _, before := range chain[:i] {
@@ -102,8 +102,10 @@ func checkTraefikExample(t *testing.T, c *composeFile) {
 					t.Errorf("%s: router %s: forwardAuth %s goes to %q, want http://oauth2-proxy:4180/oauth2/auth", example, router, before, address)
 				}
 				listed := splitList(middlewares[strings.ToLower(before)+".forwardauth.authresponseheaders"])
-				if !slices.ContainsFunc(listed, func(h string) bool { return strings.EqualFold(h, header) }) {
-					t.Errorf("%s: router %s: forwardAuth %s does not list %s in authResponseHeaders %q: a client's own copy would reach the director", example, router, before, header, listed)
+				for _, header := range splitList(headerList) {
+					if !slices.ContainsFunc(listed, func(h string) bool { return strings.EqualFold(h, header) }) {
+						t.Errorf("%s: router %s: forwardAuth %s does not list %s in authResponseHeaders %q: a client's own copy would reach the director", example, router, before, header, listed)
+					}
 				}
 				guarded = true
 			}
@@ -131,11 +133,19 @@ func checkTraefikExample(t *testing.T, c *composeFile) {
 		}
 	}
 	if spawner, err := c.service("spawner"); err == nil {
-		if h := spawner.Environment["SPAWNER_USERNAME_HEADER"]; !strings.EqualFold(h, "X-Auth-Request-Preferred-Username") {
-			t.Errorf("%s: the spawner reads %q as the identity; the director passes on X-Auth-Request-Preferred-Username", example, h)
+		if h := spawner.Environment["SPAWNER_USERNAME_HEADER"]; !strings.EqualFold(h, traefikIdentity) {
+			t.Errorf("%s: the spawner reads %q as the identity; the director passes on %s", example, h, traefikIdentity)
 		}
 	}
 }
+
+// The identity header lists of the examples: OAuth2 Proxy fills the
+// *-Preferred-Username header from the preferred_username claim only, which
+// some providers (Google) do not send; the *-User header always has a value.
+const (
+	traefikIdentity    = "X-Auth-Request-Preferred-Username,X-Auth-Request-User"
+	standaloneIdentity = "X-Forwarded-Preferred-Username,X-Forwarded-User"
+)
 
 // checkStandaloneExample checks the trust chain of a standalone-shape compose
 // file.
@@ -157,12 +167,12 @@ func checkStandaloneExample(t *testing.T, c *composeFile) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h := director.Environment["USERNAME_HEADER"]; h != "" && !strings.EqualFold(h, "X-Forwarded-Preferred-Username") {
-		t.Errorf("%s: the director reads %q; behind --pass-user-headers it must read X-Forwarded-Preferred-Username", example, h)
+	if h := director.Environment["USERNAME_HEADER"]; !strings.EqualFold(h, standaloneIdentity) {
+		t.Errorf("%s: the director reads %q; behind --pass-user-headers it must read %s", example, h, standaloneIdentity)
 	}
 	if spawner, err := c.service("spawner"); err == nil {
-		if h := spawner.Environment["SPAWNER_USERNAME_HEADER"]; !strings.EqualFold(h, "X-Forwarded-Preferred-Username") {
-			t.Errorf("%s: the spawner reads %q as the identity; the director passes on X-Forwarded-Preferred-Username", example, h)
+		if h := spawner.Environment["SPAWNER_USERNAME_HEADER"]; !strings.EqualFold(h, standaloneIdentity) {
+			t.Errorf("%s: the spawner reads %q as the identity; the director passes on %s", example, h, standaloneIdentity)
 		}
 	}
 }

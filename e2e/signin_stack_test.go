@@ -148,10 +148,15 @@ func waitUntil(p *process, timeout time.Duration, check func() error) error {
 	}
 }
 
+// noPreferredUser signs in without a preferred_username claim, as users of
+// some providers (Google) do.
+const noPreferredUser = "grace"
+
 // startOIDCProvider runs e2e/cmd/oidc-provider and returns it with its issuer.
 func startOIDCProvider() (*process, string, error) {
 	p, err := startProcess("oidc-provider", nil, os.Getenv(envOIDCProvider),
-		"-listen", "127.0.0.1:0", "-client-id", signInClientID, "-client-secret", signInClientSecret)
+		"-listen", "127.0.0.1:0", "-client-id", signInClientID, "-client-secret", signInClientSecret,
+		"-without-preferred-username", noPreferredUser)
 	if err != nil {
 		return nil, "", err
 	}

@@ -29,6 +29,7 @@ func TestSignInStandalone(t *testing.T) {
 func runSignInScenarios(t *testing.T, s *signInShape) {
 	t.Run("not signed in goes to sign-in", func(t *testing.T) { testNotSignedIn(t, s) })
 	t.Run("each user lands in their own container", func(t *testing.T) { testOwnContainers(t, s) })
+	t.Run("a user without preferred_username lands in their own container", func(t *testing.T) { testNoPreferredUsername(t, s) })
 	t.Run("down containers reach the spawner as their user", func(t *testing.T) { testDownReachesSpawner(t, s) })
 	t.Run("signed-in user cannot claim another identity", func(t *testing.T) { testSpoofedIdentity(t, s) })
 	t.Run("name policy", func(t *testing.T) { testNamePolicy(t, s) })
@@ -181,6 +182,34 @@ func testNotSignedIn(t *testing.T, s *signInShape) {
 
 	if n := s.reached() - before; n != 0 {
 		t.Errorf("%s shape: %d connections or requests reached a container or the spawner without a session", s.name, n)
+	}
+}
+
+// testNoPreferredUsername: a user whose provider sends no
+// preferred_username claim gets no *-Preferred-Username header from OAuth2
+// Proxy; the director, reading the next header of its list, sends them to
+// their own container instead of a 401 that would lead back to sign-in.
+func testNoPreferredUsername(t *testing.T, s *signInShape) {
+	spawned := s.spawner.count()
+	userHeader := strings.Replace(s.identity, "Preferred-Username", "User", 1)
+	b := s.newBrowser(t)
+	resp, body, steps := b.signIn(t, "/notebook", noPreferredUser)
+	for i := 0; i < 3; i++ {
+		var e echoed
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &e) != nil || e.Container != noPreferredUser {
+			t.Fatalf("%s shape: %s (no preferred_username, signed in through %q): want their container, got status %d from %s: %.300s", s.name, noPreferredUser, steps, resp.StatusCode, resp.Request.URL, body)
+		}
+		if got := e.Header.Values(s.identity); len(got) > 1 || (len(got) == 1 && got[0] != "") {
+			t.Errorf("%s shape: %s got %s %q, want none: the provider sent no preferred_username", s.name, noPreferredUser, s.identity, got)
+		}
+		if got := e.Header.Values(userHeader); len(got) != 1 || got[0] != noPreferredUser {
+			t.Errorf("%s shape: %s got %s %q, want [%q]", s.name, noPreferredUser, userHeader, got, noPreferredUser)
+		}
+		// Signed in, they stay in their container: no loop to sign-in.
+		resp, body = b.get(t, fmt.Sprintf("/notebook/%d", i), nil)
+	}
+	if n := s.spawner.count() - spawned; n != 0 {
+		t.Errorf("%s shape: %d requests reached the spawner", s.name, n)
 	}
 }
 

@@ -138,7 +138,7 @@ http:
         director:
           containerHostPrefix: vscode
           containerPort: 8080
-          usernameHeader: X-Auth-Request-Preferred-Username
+          usernameHeader: X-Auth-Request-Preferred-Username,X-Auth-Request-User
           # Any name typed on the sign-in form gets a workspace.
           usernamePolicy: escape
           dialTimeout: 1s
@@ -279,7 +279,7 @@ inside() {
 		workspace=(-process-command "$bin/workspace {name} {addr} {port}")
 	fi
 	start spawner "$bin/spawner" -backend process -listen "$spawner_addr" \
-		-prefix vscode -container-port 8080 -username-header X-Auth-Request-Preferred-Username \
+		-prefix vscode -container-port 8080 -username-header X-Auth-Request-Preferred-Username,X-Auth-Request-User \
 		-hosts-file "$dir/hosts" -workspace-start-delay "$DEMO_WORKSPACE_START_DELAY" \
 		-shutdown-timeout 2s "${workspace[@]}"
 	(cd "$dir/traefik" && exec "$bin/traefik" --configFile="$dir/traefik/traefik.yml") >"$dir/traefik.log" 2>&1 &

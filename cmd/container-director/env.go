@@ -48,8 +48,8 @@ var pluginVars = []pluginVar{
 	},
 	{
 		env: "USERNAME_HEADER", key: "usernameHeader",
-		set: func(c *director.Config, v string) error { c.UsernameHeader = v; return nil },
-		get: func(c *director.Config) string { return c.UsernameHeader },
+		set: func(c *director.Config, v string) error { c.UsernameHeader = []string{v}; return nil },
+		get: func(c *director.Config) string { return strings.Join(c.UsernameHeader, ",") },
 	},
 	{
 		env: "USERNAME_POLICY", key: "usernamePolicy",

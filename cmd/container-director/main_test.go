@@ -140,7 +140,7 @@ func start(t *testing.T, env map[string]string) *process {
 		select {
 		case <-p.done:
 		default:
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 			<-p.done
 		}
 		if t.Failed() {
@@ -483,7 +483,7 @@ func TestWebSocket(t *testing.T) {
 		t.Fatalf("dialing the WebSocket: %v", err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(waitLimit))
+	_ = conn.SetDeadline(time.Now().Add(waitLimit))
 	for _, msg := range []string{"hello", "again"} {
 		got, err := conn.RoundTrip(msg)
 		if err != nil || got != "carol: "+msg {
@@ -496,7 +496,7 @@ func TestGracefulShutdown(t *testing.T) {
 	started := make(chan struct{})
 	release := make(chan struct{})
 	serveAt(t, container("vscode-dave"), http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
-		io.WriteString(rw, "first half\n")
+		_, _ = io.WriteString(rw, "first half\n")
 		rw.(http.Flusher).Flush()
 		close(started)
 		select {
@@ -504,7 +504,7 @@ func TestGracefulShutdown(t *testing.T) {
 		case <-req.Context().Done():
 			return
 		}
-		io.WriteString(rw, "second half\n")
+		_, _ = io.WriteString(rw, "second half\n")
 	}))
 	p := start(t, baseEnv(freeAddr(t)))
 

@@ -134,6 +134,12 @@ func newDirector(raw map[string]any, name string) error {
 				return fmt.Errorf("%s: %s: want a string, got %v", name, key, raw[key])
 			}
 			f.SetString(s)
+		case reflect.Slice:
+			list, ok := stringList(raw[key])
+			if !ok || f.Type().Elem().Kind() != reflect.String {
+				return fmt.Errorf("%s: %s: want a list of strings, got %v", name, key, raw[key])
+			}
+			f.Set(reflect.ValueOf(list))
 		case reflect.Int:
 			s, _ := scalarString(raw[key])
 			n, err := strconv.Atoi(s)
@@ -149,6 +155,27 @@ func newDirector(raw map[string]any, name string) error {
 		return fmt.Errorf("%s: the plugin refuses its configuration: %w", name, err)
 	}
 	return nil
+}
+
+// stringList renders a YAML list, or a comma-separated string, as Traefik's
+// weak decoding gives a list setting.
+func stringList(v any) ([]string, bool) {
+	if s, ok := scalarString(v); ok {
+		return strings.Split(s, ","), true
+	}
+	items, ok := v.([]any)
+	if !ok {
+		return nil, false
+	}
+	list := make([]string, 0, len(items))
+	for _, item := range items {
+		s, ok := scalarString(item)
+		if !ok {
+			return nil, false
+		}
+		list = append(list, s)
+	}
+	return list, true
 }
 
 // scalarString renders a YAML or JSON scalar as Traefik's weak decoding would.
@@ -174,13 +201,13 @@ type chain struct {
 
 // middlewareSet is the middlewares a provider declares, by name.
 type middlewareSet struct {
-	directorHeader map[string]string   // director middleware → its usernameHeader (canonical)
+	directorHeader map[string][]string // director middleware → its usernameHeader list (canonical)
 	forwardAuth    map[string][]string // forwardAuth middleware → authResponseHeaders (canonical)
 	other          map[string]bool
 }
 
 func newMiddlewareSet() middlewareSet {
-	return middlewareSet{directorHeader: map[string]string{}, forwardAuth: map[string][]string{}, other: map[string]bool{}}
+	return middlewareSet{directorHeader: map[string][]string{}, forwardAuth: map[string][]string{}, other: map[string]bool{}}
 }
 
 func (m middlewareSet) has(name string) bool {
@@ -205,10 +232,12 @@ func checkChains(chains []chain, mws middlewareSet) []error {
 			for _, h := range mws.forwardAuth[name] {
 				protected[h] = true
 			}
-			if header, ok := mws.directorHeader[name]; ok {
+			if headers, ok := mws.directorHeader[name]; ok {
 				usesDirector = true
-				if !protected[header] {
-					errs = append(errs, fmt.Errorf("router %s: director middleware %q trusts %s, but no forwardAuth before it lists that header in authResponseHeaders, so a client could set it", c.router, name, header))
+				for _, header := range headers {
+					if !protected[header] {
+						errs = append(errs, fmt.Errorf("router %s: director middleware %q trusts %s, but no forwardAuth before it lists that header in authResponseHeaders, so a client could set it", c.router, name, header))
+					}
 				}
 			}
 		}
@@ -219,17 +248,17 @@ func checkChains(chains []chain, mws middlewareSet) []error {
 	return errs
 }
 
-// usernameHeader returns the canonical usernameHeader of a raw director
-// configuration, with the plugin's default.
-func usernameHeader(raw map[string]any) string {
+// usernameHeader returns the canonical usernameHeader list of a raw
+// director configuration, with the plugin's default.
+func usernameHeader(raw map[string]any) []string {
 	for k, v := range raw {
 		if strings.EqualFold(k, "usernameHeader") {
-			if s, ok := v.(string); ok {
-				return http.CanonicalHeaderKey(s)
+			if list, ok := stringList(v); ok {
+				return canonicalList(strings.Split(strings.Join(list, ","), ","))
 			}
 		}
 	}
-	return http.CanonicalHeaderKey(director.DefaultUsernameHeader)
+	return []string{http.CanonicalHeaderKey(director.DefaultUsernameHeader)}
 }
 
 func canonicalList(s []string) []string {
@@ -339,12 +368,13 @@ func checkSpawnerEnv(p composeProject, plugins map[string]map[string]any) []erro
 			if got, _ := scalarString(lookupFold(raw, "containerHostPrefix")); got != *prefix {
 				errs = append(errs, fmt.Errorf("service %s: SPAWNER_CONTAINER_PREFIX %q differs from %s's containerHostPrefix %q", svc, *prefix, name, got))
 			}
-			if header == nil || http.CanonicalHeaderKey(*header) != usernameHeader(raw) {
+			want := strings.Join(usernameHeader(raw), ",")
+			if header == nil || strings.Join(canonicalList(strings.Split(*header, ",")), ",") != want {
 				got := "(unset)"
 				if header != nil {
 					got = *header
 				}
-				errs = append(errs, fmt.Errorf("service %s: SPAWNER_USERNAME_HEADER %s differs from %s's usernameHeader %s", svc, got, name, usernameHeader(raw)))
+				errs = append(errs, fmt.Errorf("service %s: SPAWNER_USERNAME_HEADER %s differs from %s's usernameHeader %s", svc, got, name, want))
 			}
 		}
 	}

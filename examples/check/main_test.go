@@ -88,6 +88,14 @@ func TestCheckCompose(t *testing.T) {
 			expectedError: "a client could set it",
 		},
 		{
+			desc: "a list whose second header forwardAuth does not set",
+			edit: func(_, s, e map[string]string) {
+				s["traefik.http.middlewares.director.plugin.director.usernameHeader"] = "X-Auth-Request-Preferred-Username,X-Forwarded-User"
+				e["SPAWNER_USERNAME_HEADER"] = "X-Auth-Request-Preferred-Username,X-Forwarded-User"
+			},
+			expectedError: "trusts X-Forwarded-User, but no forwardAuth",
+		},
+		{
 			desc: "the director before forwardAuth",
 			edit: func(_, s, _ map[string]string) {
 				s["traefik.http.routers.workspaces.middlewares"] = "director,oauth-auth"
@@ -185,6 +193,7 @@ func TestCheckManifests(t *testing.T) {
 		{desc: "a domain the plugin refuses", old: "workspaces.svc.cluster.local", new: "bad_domain", expectedError: "containerDomain"},
 		{desc: "the port as a string", old: "containerPort: 8080", new: `containerPort: "8080"`},
 		{desc: "a header forwardAuth does not set", old: "[X-Auth-Request-Preferred-Username]", new: "[X-Auth-Request-Email]", expectedError: "a client could set it"},
+		{desc: "a list of identity headers", old: "usernameHeader: X-Auth-Request-Preferred-Username", new: "usernameHeader: [X-Auth-Request-Preferred-Username, X-Auth-Request-User]", expectedError: "trusts X-Auth-Request-User"},
 		{desc: "an errors service that does not exist", old: "service: {name: oauth2-proxy", new: "service: {name: oauth", expectedError: `errors.service "oauth"`},
 		{desc: "a route service that does not exist", old: "name: spawner, port", new: "name: spawn, port", expectedError: `service "spawn" is not a Service`},
 		{desc: "a plugin under another name", old: "  plugin:\n    director:", new: "  plugin:\n    cd:", expectedError: `exactly the key "director"`},

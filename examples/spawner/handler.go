@@ -197,17 +197,23 @@ func (h *handler) containerName(r *http.Request) (string, error) {
 	return name, nil
 }
 
-// userFor returns the user name for the container: the identity header if it
-// holds one sane value, else the part of the name after the prefix.
+// userFor returns the user name for the container: the first identity header
+// (UsernameHeader may list several, comma-separated, as the director's
+// usernameHeader does) that holds one sane value, else the part of the name
+// after the prefix.
 func (h *handler) userFor(r *http.Request, name string) string {
-	values := r.Header.Values(h.cfg.UsernameHeader)
-	if len(values) == 1 {
+	for _, header := range strings.Split(h.cfg.UsernameHeader, ",") {
+		values := r.Header.Values(strings.TrimSpace(header))
+		if len(values) != 1 || values[0] == "" {
+			continue
+		}
 		u := strings.TrimSpace(values[0])
 		if u != "" && len(u) <= 256 && strings.IndexFunc(u, func(c rune) bool {
 			return !unicode.IsPrint(c) || c == unicode.ReplacementChar
 		}) < 0 {
 			return u
 		}
+		break
 	}
 	return strings.TrimPrefix(name, h.cfg.Prefix+"-")
 }

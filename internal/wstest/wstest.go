@@ -39,7 +39,7 @@ type Conn struct {
 // acceptKey returns the Sec-WebSocket-Accept value for a Sec-WebSocket-Key.
 func acceptKey(key string) string {
 	h := sha1.New()
-	io.WriteString(h, key+acceptGUID)
+	_, _ = io.WriteString(h, key+acceptGUID) // a hash never fails to write
 	return base64.StdEncoding.EncodeToString(h.Sum(nil))
 }
 
@@ -92,9 +92,11 @@ func EchoHandler(prefix string) http.HandlerFunc {
 					return
 				}
 			case OpPing:
-				c.Write(OpPong, msg)
+				if c.Write(OpPong, msg) != nil {
+					return
+				}
 			case OpClose:
-				c.Write(OpClose, msg)
+				_ = c.Write(OpClose, msg) // closing either way
 				return
 			}
 		}
@@ -123,7 +125,10 @@ func Dial(addr, rawURL string, header http.Header, timeout time.Duration) (*Conn
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Sec-WebSocket-Version", "13")
 	req.Header.Set("Sec-WebSocket-Key", key)
-	conn.SetDeadline(time.Now().Add(timeout))
+	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
 	if err := req.Write(conn); err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("writing handshake: %w", err)
@@ -142,7 +147,10 @@ func Dial(addr, rawURL string, header http.Header, timeout time.Duration) (*Conn
 		conn.Close()
 		return nil, resp, fmt.Errorf("handshake: Sec-WebSocket-Accept %q, want %q", got, acceptKey(key))
 	}
-	conn.SetDeadline(time.Time{})
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		conn.Close()
+		return nil, resp, err
+	}
 	return &Conn{conn: conn, br: br, client: true}, resp, nil
 }
 

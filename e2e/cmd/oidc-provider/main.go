@@ -26,6 +26,9 @@
 //	-client-id id          the one client's ID (default container-director)
 //	-client-secret secret  the one client's secret (default container-director-secret)
 //	-users names           comma-separated names offered as buttons on the form (default alice,bob)
+//	-without-preferred-username names
+//	                       comma-separated names whose tokens carry no preferred_username
+//	                       claim, as some providers (Google) send none
 //
 // When it is ready it prints the issuer URL, and nothing else, as one line on
 // stdout; its log goes to stderr. Point OAuth2 Proxy at it with
@@ -70,6 +73,8 @@ type options struct {
 	clientID     string
 	clientSecret string
 	users        []string
+	// noPreferred are the users whose tokens carry no preferred_username.
+	noPreferred map[string]bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -82,6 +87,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.clientID, "client-id", "container-director", "the client's ID")
 	fs.StringVar(&o.clientSecret, "client-secret", "container-director-secret", "the client's secret")
 	fs.StringVar(&users, "users", "alice,bob", "comma-separated user names offered on the sign-in form")
+	var noPreferred string
+	fs.StringVar(&noPreferred, "without-preferred-username", "", "comma-separated user names whose tokens carry no preferred_username claim")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -94,6 +101,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	for _, u := range strings.Split(users, ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			o.users = append(o.users, u)
+		}
+	}
+	o.noPreferred = make(map[string]bool)
+	for _, u := range strings.Split(noPreferred, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			o.noPreferred[u] = true
 		}
 	}
 	return o, nil
@@ -173,6 +186,8 @@ type provider struct {
 	server *http.Server
 	users  []string
 	logger *log.Logger
+	// noPreferred are the users whose tokens carry no preferred_username.
+	noPreferred map[string]bool
 
 	// signIn serializes authorizations: mockoidc's user queue is shared,
 	// and each authorization must pop the user its own sign-in queued.
@@ -186,7 +201,7 @@ func newProvider(o options, issuer string, logger *log.Logger) (*provider, error
 	}
 	m.ClientID = o.clientID
 	m.ClientSecret = o.clientSecret
-	p := &provider{oidc: m, users: o.users, logger: logger}
+	p := &provider{oidc: m, users: o.users, logger: logger, noPreferred: o.noPreferred}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc(mockoidc.AuthorizationEndpoint, p.authorize)
@@ -230,6 +245,10 @@ func (p *provider) authorize(w http.ResponseWriter, r *http.Request) {
 		Email:             email,
 		EmailVerified:     true,
 		PreferredUsername: name,
+	}
+	if p.noPreferred[name] {
+		// An empty claim is left out of the tokens and of userinfo.
+		user.PreferredUsername = ""
 	}
 
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}

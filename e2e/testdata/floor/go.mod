@@ -1,0 +1,3 @@
+module github.com/container-director/floor
+
+go 1.21
