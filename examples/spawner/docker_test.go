@@ -341,6 +341,14 @@ func TestDockerVolumeSurvives(t *testing.T) {
 	if err := b.Start(ctx, "vscode-vic"); err != nil {
 		t.Fatal(err)
 	}
+	// A Go program that is the first process of its container and gets
+	// SIGTERM before main has installed its handler exits 2 (the runtime's
+	// fallback when the default action is ignored for that process): stop
+	// the workspace once it runs, as the idle stop does.
+	waitFor(t, 10*time.Second, "the workspace to listen", func() bool {
+		lines, _ := b.Logs(ctx, "vscode-vic", 5)
+		return strings.Contains(strings.Join(lines, "\n"), "listening on :8080")
+	})
 	if err := b.Stop(ctx, "vscode-vic"); err != nil {
 		t.Fatal(err)
 	}
