@@ -832,3 +832,94 @@ func TestDeadOnEngine(t *testing.T) {
 		t.Errorf("expected a new container, but the old one's layer is still there")
 	}
 }
+
+// TestPrefixesOnEngine: two spawners with different prefixes on one engine
+// leave each other's containers alone: the list, the capacity and the idle
+// stop of each count its own only; a container of the previous version
+// (LabelSpawned without LabelPrefix) stays its prefix's.
+func TestPrefixesOnEngine(t *testing.T) {
+	e := realEngine(t)
+	ctx := context.Background()
+	vs := e.backend(t, DockerConfig{Prefix: "vscode"})
+	ju := e.backend(t, DockerConfig{Prefix: "jupyter"})
+	e.cleanup(t, []string{"jupyter-pia", "jupyter-pio", "vscode-pia", "vscode-old"}, nil)
+	for _, name := range []string{"jupyter-pia", "jupyter-pio"} {
+		if err := ju.Create(ctx, name, strings.TrimPrefix(name, "jupyter-")); err != nil {
+			t.Fatal(err)
+		}
+		if err := ju.Start(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A container made before LabelPrefix existed.
+	if _, err := e.client.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name:       "vscode-old",
+		Config:     &container.Config{Image: workspaceImage, Labels: map[string]string{LabelSpawned: "true", LabelUser: "old"}},
+		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(testNetwork)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := vs.Start(ctx, "vscode-old"); err != nil {
+		t.Fatalf("expected the previous version's container managed, got %v", err)
+	}
+	names := func(b *dockerBackend) map[string]bool {
+		list, err := b.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, st := range list {
+			out[st.Name] = true
+		}
+		return out
+	}
+	if got := names(vs); got["jupyter-pia"] || got["jupyter-pio"] || !got["vscode-old"] {
+		t.Errorf("expected vscode's list with vscode-old and without jupyter's, got %v", got)
+	}
+	if got := names(ju); !got["jupyter-pia"] || !got["jupyter-pio"] || got["vscode-old"] {
+		t.Errorf("expected jupyter's list with its two and without vscode-old, got %v", got)
+	}
+	if err := vs.Stop(ctx, "jupyter-pia"); !errors.Is(err, ErrUnmanaged) {
+		t.Errorf("expected vscode's spawner to refuse to stop jupyter-pia, got %v", err)
+	}
+	if err := ju.Stop(ctx, "vscode-old"); !errors.Is(err, ErrUnmanaged) {
+		t.Errorf("expected jupyter's spawner to refuse to stop vscode-old, got %v", err)
+	}
+
+	// Capacity: room for one more vscode workspace, whatever jupyter runs.
+	res, err := e.client.ContainerList(ctx, client.ContainerListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := 0
+	for _, c := range res.Items {
+		if len(c.Names) > 0 && strings.HasPrefix(c.Names[0], "/vscode-") {
+			running++
+		}
+	}
+	h := newTestHandler(t, vs, HandlerConfig{MaxRunning: running + 1, Ready: func(context.Context, string) error { return nil }})
+	if code, body := pageLoadOf(h, "vscode-pia", "pia"); code != http.StatusServiceUnavailable || !strings.Contains(body, "Creating the container") {
+		t.Fatalf("expected jupyter's containers not counted against vscode's maximum, got %d %s", code, lastN(body, 300))
+	}
+	waitIdle(t, h)
+
+	// Idle stop: jupyter's, with no traffic, stops its own only.
+	idle := &idleStopper{backend: ju, meter: ju, timeout: time.Second, every: 200 * time.Millisecond,
+		metrics: newMetrics(nil), log: quietLogger(), now: time.Now}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); idle.run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 30*time.Second, "jupyter's idle stop", func() bool {
+		a, errA := ju.Inspect(ctx, "jupyter-pia")
+		b, errB := ju.Inspect(ctx, "jupyter-pio")
+		return errA == nil && errB == nil && a.Status == StatusExited && b.Status == StatusExited
+	})
+	// Two more rounds, in case it were about to stop vscode's too.
+	time.Sleep(500 * time.Millisecond)
+	for _, name := range []string{"vscode-pia", "vscode-old"} {
+		if st, err := vs.Inspect(ctx, name); err != nil || st.Status != StatusRunning {
+			t.Errorf("expected %s left running by jupyter's idle stop, got %+v, %v", name, st, err)
+		}
+	}
+}
