@@ -341,15 +341,17 @@ func (d *dockerBackend) List(ctx context.Context) ([]State, error) {
 func (d *dockerBackend) ensureVolume(ctx context.Context, vol, user string) error {
 	res, err := d.client.VolumeInspect(ctx, vol, client.VolumeInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
-		_, err = d.client.VolumeCreate(ctx, client.VolumeCreateOptions{
+		created, err := d.client.VolumeCreate(ctx, client.VolumeCreateOptions{
 			Name: vol, Labels: map[string]string{LabelSpawned: "true", LabelPrefix: d.cfg.Prefix, LabelUser: user},
 		})
 		if err != nil {
 			return fmt.Errorf("creating volume %q: %w", vol, err)
 		}
-		return nil
-	}
-	if err != nil {
+		// A create of a name that exists is no error: the engine answers
+		// with the existing volume, labels and all. Someone else's create
+		// between the inspect and ours made it theirs.
+		res.Volume = created.Volume
+	} else if err != nil {
 		return fmt.Errorf("inspecting volume %q: %w", vol, err)
 	}
 	labels := res.Volume.Labels

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -921,5 +922,58 @@ func TestPrefixesOnEngine(t *testing.T) {
 		if st, err := vs.Inspect(ctx, name); err != nil || st.Status != StatusRunning {
 			t.Errorf("expected %s left running by jupyter's idle stop, got %+v, %v", name, st, err)
 		}
+	}
+}
+
+// volumeRacer lets the Docker client through to the engine, but creates the
+// volume vol for someone else just before the client's own create of it: a
+// racing create that wins between the inspect and the create.
+type volumeRacer struct {
+	e    *engine
+	vol  string
+	next http.RoundTripper
+	once sync.Once
+	err  error
+}
+
+func (r *volumeRacer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/volumes/create") {
+		r.once.Do(func() {
+			_, r.err = r.e.client.VolumeCreate(req.Context(), client.VolumeCreateOptions{
+				Name: r.vol, Labels: map[string]string{LabelSpawned: "true", LabelPrefix: "vscode", LabelUser: "bob"},
+			})
+		})
+	}
+	return r.next.RoundTrip(req)
+}
+
+// TestDockerVolumeCreateRace: bob's create of the volume wins the race
+// between amy's inspect (no volume) and amy's create; amy's create is
+// refused, and no container of hers mounts bob's volume.
+func TestDockerVolumeCreateRace(t *testing.T) {
+	e := realEngine(t)
+	ctx := context.Background()
+	b := e.backend(t, DockerConfig{Volume: "{name}-home"})
+	e.cleanup(t, []string{"vscode-rac"}, []string{"vscode-rac-home"})
+	sock := strings.TrimPrefix(e.host, "unix://")
+	racer := &volumeRacer{e: e, vol: "vscode-rac-home", next: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	c, err := client.New(client.WithHost(e.host), client.WithHTTPClient(&http.Client{Transport: racer}), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.client.Close()
+	b.client = c
+	if err := b.Create(ctx, "vscode-rac", "amy"); !errors.Is(err, ErrUnmanaged) {
+		t.Errorf("expected amy's create refused, bob's volume won the race, got %v", err)
+	}
+	if racer.err != nil {
+		t.Fatalf("bob's racing create: %v", racer.err)
+	}
+	if _, err := b.Inspect(ctx, "vscode-rac"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("expected no container created on bob's volume, got %v", err)
 	}
 }
