@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -13,7 +14,26 @@ const (
 	LabelSpawned = "container-director.spawned"
 	// LabelUser holds the user name the container was created for.
 	LabelUser = "container-director.user"
+	// LabelPrefix holds the container name prefix of the spawner that
+	// created the container, so that several spawners (say "vscode" and
+	// "jupyter") share one engine without counting, listing or stopping
+	// each other's containers.
+	LabelPrefix = "container-director.prefix"
 )
+
+// ownedBy reports whether the labels l of the object name (a container,
+// its volume...) make it prefix's spawner's: LabelSpawned=true and
+// LabelPrefix=prefix. An object made before LabelPrefix existed has
+// LabelSpawned alone: it is prefix's if its name starts with prefix + "-".
+func ownedBy(l map[string]string, name, prefix string) bool {
+	if l[LabelSpawned] != "true" {
+		return false
+	}
+	if p, ok := l[LabelPrefix]; ok {
+		return p == prefix
+	}
+	return strings.HasPrefix(name, prefix+"-")
+}
 
 // Container states as the Docker Engine API reports them in State.Status.
 // The process backend uses the same words.
@@ -55,7 +75,8 @@ type State struct {
 	Status string
 	// Health is one of the Health* constants, or empty without a health check.
 	Health string
-	// Managed reports whether the container carries LabelSpawned=true.
+	// Managed reports whether the container is this spawner's: it carries
+	// LabelSpawned=true and the spawner's LabelPrefix (see ownedBy).
 	Managed bool
 	// User is the value of LabelUser, if any.
 	User string
@@ -78,7 +99,7 @@ type Backend interface {
 	// Inspect returns the state of the named container, or ErrNotFound.
 	Inspect(ctx context.Context, name string) (State, error)
 	// Create creates (but does not start) the named container for user,
-	// labelled with LabelSpawned and LabelUser. It returns ErrExists if a
+	// labelled with LabelSpawned, LabelPrefix and LabelUser. It returns ErrExists if a
 	// container of that name already exists.
 	Create(ctx context.Context, name, user string) error
 	// Start starts the named container; starting a running one is not an
@@ -94,8 +115,9 @@ type Backend interface {
 	// Remove removes the named container, never its volume. Removing a
 	// missing one is not an error.
 	Remove(ctx context.Context, name string) error
-	// List returns the containers of the spawner (LabelSpawned=true), in
-	// any state: Name, Status, Managed and User at least.
+	// List returns the containers of the spawner (those it manages, see
+	// ownedBy), in any state, never another spawner's: Name, Status,
+	// Managed and User at least.
 	List(ctx context.Context) ([]State, error)
 	// Endpoint is the host:port at which the named container answers once
 	// it is ready, as the spawner can dial it.

@@ -34,6 +34,10 @@ type DockerConfig struct {
 	// Image is the image every user container is created from.
 	// Default: "codercom/code-server:4.100.3".
 	Image string
+	// Prefix is the container name prefix (SPAWNER_CONTAINER_PREFIX): the
+	// containers are labelled with it (LabelPrefix) and the backend lists,
+	// counts and acts on its own alone. Default: "vscode".
+	Prefix string
 	// Network is the network the containers join (HostConfig.NetworkMode),
 	// with the container name as alias. Required: the director must
 	// resolve the name there.
@@ -97,6 +101,9 @@ func NewDockerBackend(cfg DockerConfig) (*dockerBackend, error) {
 	}
 	if cfg.Image == "" {
 		cfg.Image = "codercom/code-server:4.100.3"
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "vscode"
 	}
 	if cfg.Port == 0 {
 		cfg.Port = 8080
@@ -260,11 +267,12 @@ func (d *dockerBackend) volumeName(name string) string {
 	return strings.ReplaceAll(d.cfg.Volume, "{name}", name)
 }
 
-// stateOf turns an inspect answer into a State.
-func stateOf(name string, info container.InspectResponse) State {
+// stateOf turns an inspect answer into a State; Managed if the container
+// is prefix's spawner's.
+func stateOf(name, prefix string, info container.InspectResponse) State {
 	st := State{Name: name}
 	if info.Config != nil {
-		st.Managed = info.Config.Labels[LabelSpawned] == "true"
+		st.Managed = ownedBy(info.Config.Labels, name, prefix)
 		st.User = info.Config.Labels[LabelUser]
 	}
 	if s := info.State; s != nil {
@@ -290,7 +298,7 @@ func (d *dockerBackend) Inspect(ctx context.Context, name string) (State, error)
 	if err != nil {
 		return State{}, fmt.Errorf("inspecting container %q: %w", name, err)
 	}
-	return stateOf(name, res.Container), nil
+	return stateOf(name, d.cfg.Prefix, res.Container), nil
 }
 
 // parseEngineTime parses the engine's RFC 3339 timestamps; the engine reports
@@ -317,6 +325,11 @@ func (d *dockerBackend) List(ctx context.Context) ([]State, error) {
 		if len(c.Names) > 0 {
 			name = strings.TrimPrefix(c.Names[0], "/")
 		}
+		// The engine filters on LabelSpawned; another spawner's
+		// containers (another prefix) carry it too.
+		if !ownedBy(c.Labels, name, d.cfg.Prefix) {
+			continue
+		}
 		// The list tells neither exit codes nor times: Inspect does.
 		out = append(out, State{Name: name, Status: string(c.State), Managed: true, User: c.Labels[LabelUser]})
 	}
@@ -328,15 +341,17 @@ func (d *dockerBackend) List(ctx context.Context) ([]State, error) {
 func (d *dockerBackend) ensureVolume(ctx context.Context, vol, user string) error {
 	res, err := d.client.VolumeInspect(ctx, vol, client.VolumeInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
-		_, err = d.client.VolumeCreate(ctx, client.VolumeCreateOptions{
-			Name: vol, Labels: map[string]string{LabelSpawned: "true", LabelUser: user},
+		created, err := d.client.VolumeCreate(ctx, client.VolumeCreateOptions{
+			Name: vol, Labels: map[string]string{LabelSpawned: "true", LabelPrefix: d.cfg.Prefix, LabelUser: user},
 		})
 		if err != nil {
 			return fmt.Errorf("creating volume %q: %w", vol, err)
 		}
-		return nil
-	}
-	if err != nil {
+		// A create of a name that exists is no error: the engine answers
+		// with the existing volume, labels and all. Someone else's create
+		// between the inspect and ours made it theirs.
+		res.Volume = created.Volume
+	} else if err != nil {
 		return fmt.Errorf("inspecting volume %q: %w", vol, err)
 	}
 	labels := res.Volume.Labels
@@ -352,7 +367,7 @@ func (d *dockerBackend) Create(ctx context.Context, name, user string) error {
 		Image:    d.cfg.Image,
 		Hostname: name,
 		Env:      append([]string{"USER_NAME=" + user}, d.cfg.Env...),
-		Labels:   map[string]string{LabelSpawned: "true", LabelUser: user},
+		Labels:   map[string]string{LabelSpawned: "true", LabelPrefix: d.cfg.Prefix, LabelUser: user},
 	}
 	if len(d.cfg.Command) > 0 {
 		cfg.Cmd = append([]string(nil), d.cfg.Command...)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -341,6 +342,14 @@ func TestDockerVolumeSurvives(t *testing.T) {
 	if err := b.Start(ctx, "vscode-vic"); err != nil {
 		t.Fatal(err)
 	}
+	// A Go program that is the first process of its container and gets
+	// SIGTERM before main has installed its handler exits 2 (the runtime's
+	// fallback when the default action is ignored for that process): stop
+	// the workspace once it runs, as the idle stop does.
+	waitFor(t, 10*time.Second, "the workspace to listen", func() bool {
+		lines, _ := b.Logs(ctx, "vscode-vic", 5)
+		return strings.Contains(strings.Join(lines, "\n"), "listening on :8080")
+	})
 	if err := b.Stop(ctx, "vscode-vic"); err != nil {
 		t.Fatal(err)
 	}
@@ -822,5 +831,149 @@ func TestDeadOnEngine(t *testing.T) {
 	}
 	if _, err := readFile(t, e, "vscode-ded", "/tmp/stuck"); err == nil {
 		t.Errorf("expected a new container, but the old one's layer is still there")
+	}
+}
+
+// TestPrefixesOnEngine: two spawners with different prefixes on one engine
+// leave each other's containers alone: the list, the capacity and the idle
+// stop of each count its own only; a container of the previous version
+// (LabelSpawned without LabelPrefix) stays its prefix's.
+func TestPrefixesOnEngine(t *testing.T) {
+	e := realEngine(t)
+	ctx := context.Background()
+	vs := e.backend(t, DockerConfig{Prefix: "vscode"})
+	ju := e.backend(t, DockerConfig{Prefix: "jupyter"})
+	e.cleanup(t, []string{"jupyter-pia", "jupyter-pio", "vscode-pia", "vscode-old"}, nil)
+	for _, name := range []string{"jupyter-pia", "jupyter-pio"} {
+		if err := ju.Create(ctx, name, strings.TrimPrefix(name, "jupyter-")); err != nil {
+			t.Fatal(err)
+		}
+		if err := ju.Start(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A container made before LabelPrefix existed.
+	if _, err := e.client.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name:       "vscode-old",
+		Config:     &container.Config{Image: workspaceImage, Labels: map[string]string{LabelSpawned: "true", LabelUser: "old"}},
+		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(testNetwork)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := vs.Start(ctx, "vscode-old"); err != nil {
+		t.Fatalf("expected the previous version's container managed, got %v", err)
+	}
+	names := func(b *dockerBackend) map[string]bool {
+		list, err := b.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, st := range list {
+			out[st.Name] = true
+		}
+		return out
+	}
+	if got := names(vs); got["jupyter-pia"] || got["jupyter-pio"] || !got["vscode-old"] {
+		t.Errorf("expected vscode's list with vscode-old and without jupyter's, got %v", got)
+	}
+	if got := names(ju); !got["jupyter-pia"] || !got["jupyter-pio"] || got["vscode-old"] {
+		t.Errorf("expected jupyter's list with its two and without vscode-old, got %v", got)
+	}
+	if err := vs.Stop(ctx, "jupyter-pia"); !errors.Is(err, ErrUnmanaged) {
+		t.Errorf("expected vscode's spawner to refuse to stop jupyter-pia, got %v", err)
+	}
+	if err := ju.Stop(ctx, "vscode-old"); !errors.Is(err, ErrUnmanaged) {
+		t.Errorf("expected jupyter's spawner to refuse to stop vscode-old, got %v", err)
+	}
+
+	// Capacity: room for one more vscode workspace, whatever jupyter runs.
+	res, err := e.client.ContainerList(ctx, client.ContainerListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := 0
+	for _, c := range res.Items {
+		if len(c.Names) > 0 && strings.HasPrefix(c.Names[0], "/vscode-") {
+			running++
+		}
+	}
+	h := newTestHandler(t, vs, HandlerConfig{MaxRunning: running + 1, Ready: func(context.Context, string) error { return nil }})
+	if code, body := pageLoadOf(h, "vscode-pia", "pia"); code != http.StatusServiceUnavailable || !strings.Contains(body, "Creating the container") {
+		t.Fatalf("expected jupyter's containers not counted against vscode's maximum, got %d %s", code, lastN(body, 300))
+	}
+	waitIdle(t, h)
+
+	// Idle stop: jupyter's, with no traffic, stops its own only.
+	idle := &idleStopper{backend: ju, meter: ju, timeout: time.Second, every: 200 * time.Millisecond,
+		metrics: newMetrics(nil), log: quietLogger(), now: time.Now}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); idle.run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 30*time.Second, "jupyter's idle stop", func() bool {
+		a, errA := ju.Inspect(ctx, "jupyter-pia")
+		b, errB := ju.Inspect(ctx, "jupyter-pio")
+		return errA == nil && errB == nil && a.Status == StatusExited && b.Status == StatusExited
+	})
+	// Two more rounds, in case it were about to stop vscode's too.
+	time.Sleep(500 * time.Millisecond)
+	for _, name := range []string{"vscode-pia", "vscode-old"} {
+		if st, err := vs.Inspect(ctx, name); err != nil || st.Status != StatusRunning {
+			t.Errorf("expected %s left running by jupyter's idle stop, got %+v, %v", name, st, err)
+		}
+	}
+}
+
+// volumeRacer lets the Docker client through to the engine, but creates the
+// volume vol for someone else just before the client's own create of it: a
+// racing create that wins between the inspect and the create.
+type volumeRacer struct {
+	e    *engine
+	vol  string
+	next http.RoundTripper
+	once sync.Once
+	err  error
+}
+
+func (r *volumeRacer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/volumes/create") {
+		r.once.Do(func() {
+			_, r.err = r.e.client.VolumeCreate(req.Context(), client.VolumeCreateOptions{
+				Name: r.vol, Labels: map[string]string{LabelSpawned: "true", LabelPrefix: "vscode", LabelUser: "bob"},
+			})
+		})
+	}
+	return r.next.RoundTrip(req)
+}
+
+// TestDockerVolumeCreateRace: bob's create of the volume wins the race
+// between amy's inspect (no volume) and amy's create; amy's create is
+// refused, and no container of hers mounts bob's volume.
+func TestDockerVolumeCreateRace(t *testing.T) {
+	e := realEngine(t)
+	ctx := context.Background()
+	b := e.backend(t, DockerConfig{Volume: "{name}-home"})
+	e.cleanup(t, []string{"vscode-rac"}, []string{"vscode-rac-home"})
+	sock := strings.TrimPrefix(e.host, "unix://")
+	racer := &volumeRacer{e: e, vol: "vscode-rac-home", next: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	c, err := client.New(client.WithHost(e.host), client.WithHTTPClient(&http.Client{Transport: racer}), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.client.Close()
+	b.client = c
+	if err := b.Create(ctx, "vscode-rac", "amy"); !errors.Is(err, ErrUnmanaged) {
+		t.Errorf("expected amy's create refused, bob's volume won the race, got %v", err)
+	}
+	if racer.err != nil {
+		t.Fatalf("bob's racing create: %v", racer.err)
+	}
+	if _, err := b.Inspect(ctx, "vscode-rac"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("expected no container created on bob's volume, got %v", err)
 	}
 }

@@ -72,6 +72,10 @@ type KubernetesConfig struct {
 	// Image is the image of every workspace. Default:
 	// "codercom/code-server:4.100.3".
 	Image string
+	// Prefix is the container name prefix (SPAWNER_CONTAINER_PREFIX): the
+	// objects are labelled with it (LabelPrefix) and the backend lists,
+	// counts and acts on its own alone. Default: "vscode".
+	Prefix string
 	// Port is the port every workspace answers on. Default: 8080.
 	Port int
 	// Volume is the name template of each user's claim, with {name}
@@ -122,6 +126,9 @@ func NewKubernetesBackend(cfg KubernetesConfig) (*kubeBackend, error) {
 	}
 	if cfg.Image == "" {
 		cfg.Image = "codercom/code-server:4.100.3"
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "vscode"
 	}
 	if cfg.Port == 0 {
 		cfg.Port = 8080
@@ -236,8 +243,10 @@ func (k *kubeBackend) claimName(name string) string {
 	return strings.ReplaceAll(k.cfg.Volume, "{name}", name)
 }
 
-func ownedBy(l map[string]string) (managed bool, user string) {
-	return l[LabelSpawned] == "true", l[LabelUser]
+// owner reports whether the labels l of the object name make it this
+// spawner's (see ownedBy), and whose it is.
+func (k *kubeBackend) owner(l map[string]string, name string) (managed bool, user string) {
+	return ownedBy(l, name, k.cfg.Prefix), l[LabelUser]
 }
 
 // Inspect implements Backend. A workspace whose Pod is gone (stopped) but
@@ -245,7 +254,7 @@ func ownedBy(l map[string]string) (managed bool, user string) {
 func (k *kubeBackend) Inspect(ctx context.Context, name string) (State, error) {
 	pod, err := k.client.CoreV1().Pods(k.cfg.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err == nil {
-		return podState(pod), nil
+		return podState(pod, k.cfg.Prefix), nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return State{}, fmt.Errorf("reading Pod %q: %w", name, err)
@@ -257,7 +266,7 @@ func (k *kubeBackend) Inspect(ctx context.Context, name string) (State, error) {
 	if err != nil {
 		return State{}, fmt.Errorf("reading Service %q: %w", name, err)
 	}
-	managed, user := ownedBy(svc.Labels)
+	managed, user := k.owner(svc.Labels, name)
 	return State{Name: name, Status: StatusCreated, Managed: managed, User: user}, nil
 }
 
@@ -269,10 +278,11 @@ var waitingFailures = map[string]bool{
 	"CrashLoopBackOff": true,
 }
 
-// podState turns a Pod into a State, in the Docker backend's words.
-func podState(pod *corev1.Pod) State {
+// podState turns a Pod into a State, in the Docker backend's words; Managed
+// if the Pod is prefix's spawner's.
+func podState(pod *corev1.Pod, prefix string) State {
 	st := State{Name: pod.Name}
-	st.Managed, st.User = ownedBy(pod.Labels)
+	st.Managed, st.User = ownedBy(pod.Labels, pod.Name, prefix), pod.Labels[LabelUser]
 	if pod.DeletionTimestamp != nil {
 		st.Status = StatusRemoving
 		return st
@@ -358,13 +368,16 @@ func (k *kubeBackend) List(ctx context.Context) ([]State, error) {
 	}
 	out := make([]State, 0, len(svcs.Items))
 	seen := make(map[string]bool, len(pods.Items))
+	// The selector is LabelSpawned; another spawner's objects (another
+	// prefix) carry it too.
 	for i := range pods.Items {
-		seen[pods.Items[i].Name] = true
-		out = append(out, podState(&pods.Items[i]))
+		if st := podState(&pods.Items[i], k.cfg.Prefix); st.Managed {
+			seen[st.Name] = true
+			out = append(out, st)
+		}
 	}
 	for _, svc := range svcs.Items {
-		if !seen[svc.Name] {
-			_, user := ownedBy(svc.Labels)
+		if managed, user := k.owner(svc.Labels, svc.Name); managed && !seen[svc.Name] {
 			out = append(out, State{Name: svc.Name, Status: StatusCreated, Managed: true, User: user})
 		}
 	}
@@ -374,6 +387,7 @@ func (k *kubeBackend) List(ctx context.Context) ([]State, error) {
 func (k *kubeBackend) ownerLabels(name, user string) map[string]string {
 	return map[string]string{
 		LabelSpawned:                   "true",
+		LabelPrefix:                    k.cfg.Prefix,
 		LabelUser:                      user,
 		LabelContainer:                 name,
 		"app.kubernetes.io/name":       "workspace",
@@ -414,7 +428,7 @@ func (k *kubeBackend) ensureClaim(ctx context.Context, claim, name, user string)
 	pvcs := k.client.CoreV1().PersistentVolumeClaims(k.cfg.Namespace)
 	existing, err := pvcs.Get(ctx, claim, metav1.GetOptions{})
 	if err == nil {
-		if managed, owner := ownedBy(existing.Labels); !managed || owner != user {
+		if managed, owner := k.owner(existing.Labels, name); !managed || owner != user {
 			return fmt.Errorf("claim %q: %w: it is not %q's", claim, ErrUnmanaged, user)
 		}
 		return nil

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -199,7 +200,7 @@ func TestKubernetesBackend(t *testing.T) {
 		t.Fatalf("the Deployment's environment: %v", err)
 	}
 	kb, err := NewKubernetesBackend(KubernetesConfig{
-		REST: cluster.TokenConfig(token), Namespace: cfg.kubeNamespace, Image: cfg.image, Port: cfg.containerPort,
+		REST: cluster.TokenConfig(token), Namespace: cfg.kubeNamespace, Image: cfg.image, Prefix: cfg.prefix, Port: cfg.containerPort,
 		Volume: cfg.volume, VolumePath: cfg.volumePath, StorageSize: cfg.kubeStorageSize, StorageClass: cfg.kubeStorageClass,
 		Memory: cfg.memory, NanoCPUs: cfg.nanoCPUs, Env: cfg.env, Command: cfg.command, StopTimeout: cfg.stopTimeout,
 	})
@@ -378,6 +379,60 @@ func TestKubernetesBackend(t *testing.T) {
 	if err := sa.CoreV1().PersistentVolumeClaims("workspaces").Delete(ctx, "vscode-alice-home", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the spawner deleting a claim: %v, want forbidden", err)
 	}
+
+	// 9. A second spawner (prefix jupyter) in the same namespace: each
+	// lists, counts and acts on its own workspaces alone; a Service of the
+	// previous version (LabelSpawned without LabelPrefix) stays vscode's.
+	jb, err := NewKubernetesBackend(KubernetesConfig{
+		REST: cluster.TokenConfig(token), Namespace: cfg.kubeNamespace, Image: cfg.image, Prefix: "jupyter",
+		Volume: cfg.volume, StorageSize: cfg.kubeStorageSize,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jb.Create(ctx, "jupyter-alice", "alice"); err != nil {
+		t.Fatalf("jupyter's Create: %v", err)
+	}
+	if err := jb.Start(ctx, "jupyter-alice"); err != nil {
+		t.Fatalf("jupyter's Start: %v", err)
+	}
+	if pod := waitPod("jupyter-alice", exists, "the Pod jupyter-alice was not created"); pod.Labels[LabelPrefix] != "jupyter" {
+		t.Errorf("jupyter-alice's labels: %v, want %s=jupyter", pod.Labels, LabelPrefix)
+	}
+	old := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "vscode-old", Labels: map[string]string{LabelSpawned: "true", LabelUser: "old"}},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}},
+	}
+	if _, err := admin.CoreV1().Services("workspaces").Create(ctx, old, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	names := func(b *kubeBackend) string {
+		list, err := b.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, st := range list {
+			out = append(out, st.Name)
+		}
+		sort.Strings(out)
+		return strings.Join(out, " ")
+	}
+	if got := names(kb); got != "vscode-alice vscode-bob vscode-old" {
+		t.Errorf("vscode's List: %q, want its own and the previous version's", got)
+	}
+	if got := names(jb); got != "jupyter-alice" {
+		t.Errorf("jupyter's List: %q, want jupyter-alice alone", got)
+	}
+	if err := kb.Stop(ctx, "jupyter-alice"); !errors.Is(err, ErrUnmanaged) {
+		t.Errorf("vscode's spawner stopping jupyter-alice: %v, want ErrUnmanaged", err)
+	}
+	if err := jb.Stop(ctx, "vscode-bob"); !errors.Is(err, ErrUnmanaged) {
+		t.Errorf("jupyter's spawner stopping vscode-bob: %v, want ErrUnmanaged", err)
+	}
+	if st, err := kb.Inspect(ctx, "vscode-old"); err != nil || !st.Managed || st.User != "old" {
+		t.Errorf("the previous version's vscode-old: %+v %v, want managed, old's", st, err)
+	}
 }
 
 // checkWorkspacePod checks the Pod the backend made for user against the
@@ -453,7 +508,7 @@ func TestPodState(t *testing.T) {
 		{desc: "terminating", pod: corev1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}}, expectedStatus: StatusRemoving},
 	}
 	for _, c := range cases {
-		st := podState(&c.pod)
+		st := podState(&c.pod, "vscode")
 		if st.Status != c.expectedStatus || st.Health != c.expectedHealth || st.ExitCode != c.expectedCode || st.Error != c.expectedError || st.OOMKilled != c.expectedOOM {
 			t.Errorf("%s: got %+v", c.desc, st)
 		}

@@ -308,7 +308,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	case "docker":
 		var db *dockerBackend
 		db, err = NewDockerBackend(DockerConfig{
-			Host: c.dockerHost, APIVersion: c.dockerAPI, Image: c.image, Network: c.network, Pull: c.pull,
+			Host: c.dockerHost, APIVersion: c.dockerAPI, Image: c.image, Prefix: c.prefix, Network: c.network, Pull: c.pull,
 			Port: c.containerPort, Volume: c.volume, VolumePath: c.volumePath, Memory: c.memory,
 			NanoCPUs: c.nanoCPUs, PidsLimit: c.pidsLimit, Env: c.env, Command: c.command,
 			RestartPolicy: c.restartPolicy, StopTimeout: c.stopTimeout,
@@ -329,7 +329,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	case "kubernetes":
 		var kb *kubeBackend
 		kb, err = NewKubernetesBackend(KubernetesConfig{
-			Kubeconfig: c.kubeconfig, Namespace: c.kubeNamespace, Image: c.image, Port: c.containerPort,
+			Kubeconfig: c.kubeconfig, Namespace: c.kubeNamespace, Image: c.image, Prefix: c.prefix, Port: c.containerPort,
 			Volume: c.volume, VolumePath: c.volumePath, StorageSize: c.kubeStorageSize, StorageClass: c.kubeStorageClass,
 			Memory: c.memory, NanoCPUs: c.nanoCPUs, Env: c.env, Command: c.command, StopTimeout: c.stopTimeout,
 		})
