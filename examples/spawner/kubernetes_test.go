@@ -228,7 +228,9 @@ func TestKubernetesBackend(t *testing.T) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
 		req.Header.Set("X-Container-Name", cfg.prefix+"-"+user)
-		req.Header.Set(cfg.usernameHeader, user)
+		// The first of the Deployment's identity headers, as OAuth2 Proxy
+		// fills it for a provider that sends preferred_username.
+		req.Header.Set(strings.TrimSpace(strings.Split(cfg.usernameHeader, ",")[0]), user)
 		req.Header.Set("Accept", "text/html")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -224,8 +224,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("SPAWNER_START_GRACE (-start-grace): must be positive, got %s", c.startGrace)
 	case !validLabelStart(c.prefix):
 		return c, fmt.Errorf("SPAWNER_CONTAINER_PREFIX (-prefix): %q is not a valid DNS label start", c.prefix)
-	case !validHeaderName(c.usernameHeader):
-		return c, fmt.Errorf("SPAWNER_USERNAME_HEADER (-username-header): %q is not a header name", c.usernameHeader)
+	case !validHeaderList(c.usernameHeader):
+		return c, fmt.Errorf("SPAWNER_USERNAME_HEADER (-username-header): %q is not a header name or a comma-separated list of them", c.usernameHeader)
 	case c.shutdownTimeout < 0:
 		return c, fmt.Errorf("SPAWNER_SHUTDOWN_TIMEOUT (-shutdown-timeout): must not be negative, got %s", c.shutdownTimeout)
 	case c.workspaceDelay < 0:
@@ -260,6 +260,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 const minMemory = 6 << 20
 
 // validHeaderName reports whether s is an HTTP header field name (a token).
+// validHeaderList reports whether s is one header name or several separated
+// by commas (spaces around each allowed), as the director's usernameHeader.
+func validHeaderList(s string) bool {
+	for _, name := range strings.Split(s, ",") {
+		if !validHeaderName(strings.TrimSpace(name)) {
+			return false
+		}
+	}
+	return true
+}
+
 func validHeaderName(s string) bool {
 	if s == "" {
 		return false

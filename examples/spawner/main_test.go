@@ -76,13 +76,13 @@ func TestParseConfig(t *testing.T) {
 			desc: "environment",
 			env: map[string]string{
 				"SPAWNER_LISTEN": "127.0.0.1:9000", "SPAWNER_BACKEND": "process", "SPAWNER_CONTAINER_PREFIX": "ws",
-				"SPAWNER_USERNAME_HEADER": "X-Auth-Request-Preferred-Username", "SPAWNER_START_GRACE": "2m",
+				"SPAWNER_USERNAME_HEADER": "X-Auth-Request-Preferred-Username, X-Auth-Request-User", "SPAWNER_START_GRACE": "2m",
 				"SPAWNER_CONTAINER_PORT": "3000", "DOCKER_HOST": "tcp://127.0.0.1:2375", "SPAWNER_PULL": "false",
 				"SPAWNER_HOSTS_FILE": "/tmp/hosts", "SPAWNER_WORKSPACE_START_DELAY": "2s",
 			},
 			check: func(c config) bool {
 				return c.listen == "127.0.0.1:9000" && c.backend == "process" && c.prefix == "ws" &&
-					c.usernameHeader == "X-Auth-Request-Preferred-Username" && c.startGrace == 2*time.Minute &&
+					c.usernameHeader == "X-Auth-Request-Preferred-Username, X-Auth-Request-User" && c.startGrace == 2*time.Minute &&
 					c.containerPort == 3000 && c.dockerHost == "tcp://127.0.0.1:2375" && !c.pull &&
 					c.hostsFile == "/tmp/hosts" && c.workspaceDelay == 2*time.Second
 			},
@@ -121,6 +121,7 @@ func TestParseConfig(t *testing.T) {
 		{desc: "env negative grace named", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_START_GRACE": "-1s"}, expectedErr: "SPAWNER_START_GRACE"},
 		{desc: "env bad prefix named", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_CONTAINER_PREFIX": "A"}, expectedErr: "SPAWNER_CONTAINER_PREFIX"},
 		{desc: "header with a space", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_USERNAME_HEADER": "X User"}, expectedErr: "SPAWNER_USERNAME_HEADER"},
+		{desc: "header list with an empty name", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_USERNAME_HEADER": "X-Auth-Request-User,"}, expectedErr: "SPAWNER_USERNAME_HEADER"},
 		{desc: "negative shutdown timeout", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_SHUTDOWN_TIMEOUT": "-5s"}, expectedErr: "SPAWNER_SHUTDOWN_TIMEOUT"},
 		{desc: "negative workspace delay", env: map[string]string{"SPAWNER_BACKEND": "process", "SPAWNER_WORKSPACE_START_DELAY": "-1s"}, expectedErr: "SPAWNER_WORKSPACE_START_DELAY"},
 		{desc: "memory under the engine's minimum", env: map[string]string{"SPAWNER_NETWORK": "u", "SPAWNER_MEMORY": "1k"}, expectedErr: "SPAWNER_MEMORY"},
