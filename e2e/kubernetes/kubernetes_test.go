@@ -127,7 +127,7 @@ func TestExamplesWithTraefikCRDProvider(t *testing.T) {
 	defer tr.stop()
 	defer func() {
 		if t.Failed() || os.Getenv("E2E_LOGS") != "" {
-			t.Logf("Traefik's last log lines:\n%s", tr.logs.tail(60))
+			t.Logf("Traefik's last log lines:\n%s", tr.logs.Tail(60))
 		}
 	}()
 
@@ -497,7 +497,7 @@ type traefik struct {
 	cmd    *exec.Cmd
 	dir    string
 	port   string
-	logs   *logBuffer
+	logs   *kubeapitest.LogBuffer
 	exited chan struct{}
 }
 
@@ -554,7 +554,7 @@ func startTraefik(t *testing.T, bin string, cluster *kubeapitest.Cluster, token 
 	if err := os.WriteFile(static, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tr := &traefik{dir: dir, port: port, logs: &logBuffer{}, exited: make(chan struct{})}
+	tr := &traefik{dir: dir, port: port, logs: &kubeapitest.LogBuffer{}, exited: make(chan struct{})}
 	tr.cmd = exec.Command(bin, "--configFile="+static)
 	tr.cmd.Dir = dir
 	tr.cmd.Stdout, tr.cmd.Stderr = tr.logs, tr.logs
@@ -586,29 +586,6 @@ func (tr *traefik) alive() bool {
 	default:
 		return true
 	}
-}
-
-// logBuffer collects a process's output.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) tail(n int) string {
-	l.mu.Lock()
-	s := l.b.String()
-	l.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // startRealSpawner runs examples/spawner with the environment of
@@ -653,7 +630,7 @@ current-context: test
 		}
 		env = append(env, k+"="+v)
 	}
-	logs := &logBuffer{}
+	logs := &kubeapitest.LogBuffer{}
 	cmd := exec.Command(os.Getenv("KUBE_E2E_SPAWNER"))
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -675,7 +652,7 @@ current-context: test
 			<-exited
 		}
 		if t.Failed() {
-			t.Logf("the spawner's log:\n%s", logs.tail(40))
+			t.Logf("the spawner's log:\n%s", logs.Tail(40))
 		}
 	}
 }

@@ -109,7 +109,7 @@ type Cluster struct {
 type process struct {
 	name   string
 	cmd    *exec.Cmd
-	logs   *logBuffer
+	logs   *LogBuffer
 	exited chan struct{}
 }
 
@@ -216,7 +216,7 @@ func (c *Cluster) Stop() {
 func (c *Cluster) Logs(lines int) string {
 	var b strings.Builder
 	for _, p := range c.procs {
-		fmt.Fprintf(&b, "--- %s ---\n%s\n", p.name, p.logs.tail(lines))
+		fmt.Fprintf(&b, "--- %s ---\n%s\n", p.name, p.logs.Tail(lines))
 	}
 	return b.String()
 }
@@ -335,7 +335,7 @@ func create(ctx context.Context, mapper meta.RESTMapper, dyn dynamic.Interface, 
 }
 
 func (c *Cluster) start(name, bin string, args ...string) error {
-	p := &process{name: name, logs: &logBuffer{}, exited: make(chan struct{})}
+	p := &process{name: name, logs: &LogBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	// Never outlive the test binary, even when it is killed.
@@ -472,19 +472,21 @@ func freePort(host string) (string, error) {
 	return port, nil
 }
 
-// logBuffer collects a process's output.
-type logBuffer struct {
+// LogBuffer collects a process's output, safe for concurrent writes; the
+// tests of processes beside the API server (Traefik, the spawner) use it too.
+type LogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
+func (l *LogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *logBuffer) tail(n int) string {
+// Tail returns the last n lines written.
+func (l *LogBuffer) Tail(n int) string {
 	l.mu.Lock()
 	s := l.b.String()
 	l.mu.Unlock()
