@@ -129,6 +129,8 @@ type page struct {
 	// onEvent, if set, gets every event read while waiting for a reply
 	// (events come only for the domains enabled, e.g. Network.enable).
 	onEvent func(method string, params json.RawMessage)
+	// navs, if set, records the main-frame navigations (watchNavigations).
+	navs *navigations
 }
 
 // cdpError is an error reply of the protocol.

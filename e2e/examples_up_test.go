@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -294,7 +295,9 @@ func pollUntil(timeout time.Duration, check func() error) error {
 // loading page naming their container, then lands in their own workspace
 // (the demo workspace, vscode-<user>, which the spawner created on the
 // example's users network), whose WebSocket echoes through the example's
-// proxies. A reload keeps alice in hers.
+// proxies. The loading page switches to the workspace by its script, with
+// no reload in between, after announcing a stage of the engine's start
+// (waitSwitch). A reload keeps alice in hers.
 func TestExamplesUp(t *testing.T) {
 	needChromium(t)
 	e := startEngine(t)
@@ -329,13 +332,15 @@ func signInTwoUsers(t *testing.T, s *exampleStack) {
 	}
 
 	alice := s.signInChromium(t, "alice", true)
-	s.waitLoading(t, alice, "alice")
+	loading := s.waitLoading(t, alice, "alice")
 	shot(alice, "loading.png")
+	s.waitSwitch(t, alice, "alice", loading)
 	s.waitWorkspace(t, alice, "alice")
 	shot(alice, "workspace.png")
 
 	bob := s.signInChromium(t, "bob", false)
-	s.waitLoading(t, bob, "bob")
+	loading = s.waitLoading(t, bob, "bob")
+	s.waitSwitch(t, bob, "bob", loading)
 	st := s.waitWorkspace(t, bob, "bob")
 	if strings.Contains(st.Text, "alice") {
 		t.Errorf("bob's workspace mentions alice: %s", st)
@@ -375,6 +380,7 @@ func (s *exampleStack) signInChromium(t *testing.T, user string, typed bool) *pa
 			t.Logf("%s's tab: %s", user, describeNavigation(p))
 		}
 	})
+	watchNavigations(t, p)
 	if err := p.navigate(s.site() + "/"); err != nil {
 		t.Fatal(err)
 	}
@@ -456,9 +462,44 @@ func waitComplete(t *testing.T, p *page) {
 	}
 }
 
+// navigations are the URLs of a tab's main-frame navigations, in order.
+type navigations struct{ urls []string }
+
+// watchNavigations records the tab's main-frame navigations from now on
+// (Page.frameNavigated, read while the tab answers calls).
+func watchNavigations(t *testing.T, p *page) *navigations {
+	t.Helper()
+	n := &navigations{}
+	p.onEvent = func(method string, params json.RawMessage) {
+		if method != "Page.frameNavigated" {
+			return
+		}
+		var e struct {
+			Frame struct {
+				ParentID string `json:"parentId"`
+				URL      string `json:"url"`
+			} `json:"frame"`
+		}
+		if json.Unmarshal(params, &e) == nil && e.Frame.ParentID == "" {
+			n.urls = append(n.urls, e.Frame.URL)
+		}
+	}
+	p.navs = n
+	if err := p.call("Page.enable", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// loadingShown is the loading page as the test first saw it.
+type loadingShown struct {
+	navigations int       // main-frame navigations of the tab until then
+	at          time.Time // when it was first painted
+}
+
 // waitLoading waits for the spawner's loading page for user's container, at
 // the site's URL.
-func (s *exampleStack) waitLoading(t *testing.T, p *page, user string) {
+func (s *exampleStack) waitLoading(t *testing.T, p *page, user string) loadingShown {
 	t.Helper()
 	// The title comes before the body: wait for the name in the text too.
 	st := p.waitState(t, 30*time.Second, user+"'s loading page naming vscode-"+user, func(st pageState) bool {
@@ -467,6 +508,88 @@ func (s *exampleStack) waitLoading(t *testing.T, p *page, user string) {
 	if st.URL != s.site()+"/" {
 		t.Errorf("%s's loading page is at %s, want %s/", user, st.URL, s.site())
 	}
+	shown := loadingShown{navigations: len(p.navs.urls)}
+	at, err := p.shownAt()
+	if err != nil {
+		t.Fatalf("%s's loading page: %v", user, err)
+	}
+	shown.at = at
+	return shown
+}
+
+// loadingStages are the stage labels of the spawner's loading page
+// (examples/spawner/pages.go).
+var loadingStages = []string{"Downloading the image", "Creating the container", "Starting it", "Waiting for the app to answer"}
+
+// waitSwitch follows user's tab from the loading page to the workspace's
+// page, reading the stage the loading page announces as it goes. The page
+// must switch with no reload in between: exactly one navigation, which
+// the page's script made (its leave() stamps sessionStorage before it
+// reloads; the meta refresh, inside <noscript>, stamps nothing). On the
+// way it must have announced at least one of the engine's stages, and
+// never shown another page (the error page). It logs the time from the
+// loading page's first paint to the workspace's.
+func (s *exampleStack) waitSwitch(t *testing.T, p *page, user string, loading loadingShown) {
+	t.Helper()
+	type view struct {
+		Title  string `json:"title"`
+		Now    string `json:"now"`
+		Parsed bool   `json:"parsed"`
+	}
+	var announced []string
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		var v view
+		err := p.eval(`(() => {
+			const now = document.getElementById("now");
+			return {title: document.title, now: now ? now.textContent : "", parsed: document.readyState !== "loading"};
+		})()`, &v)
+		if err == nil && v.Parsed {
+			if v.Title == "Workspace of "+user {
+				break
+			}
+			if !strings.HasPrefix(v.Title, "Starting your workspace") {
+				st, _ := p.state()
+				t.Fatalf("%s's tab left the loading page for another page than the workspace: %s", user, st)
+			}
+			if label := strings.TrimSuffix(strings.TrimSpace(v.Now), "\u2026"); label != "" && !slices.Contains(announced, label) {
+				announced = append(announced, label)
+			}
+		}
+		if time.Now().After(deadline) {
+			st, _ := p.state()
+			t.Fatalf("%s's loading page did not switch to the workspace within 90 s; stages seen %q; page: %s", user, announced, st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if navs := p.navs.urls[loading.navigations:]; len(navs) != 1 || navs[0] != s.site()+"/" {
+		t.Errorf("%s's tab navigated %d times from the loading page to the workspace (%q), want once, to %s/", user, len(navs), navs, s.site())
+	}
+	var left float64
+	if err := p.eval(`Number(sessionStorage.getItem("container-director-left:vscode-`+user+`") || 0)`, &left); err != nil {
+		t.Fatal(err)
+	}
+	// leave() stamps the time it reloads (plus any wait it adds).
+	if stamp := time.UnixMilli(int64(left)); stamp.Before(loading.at.Add(-time.Second)) {
+		t.Errorf("%s's workspace was not loaded by the loading page's script (its stamp in sessionStorage: %v, the loading page was shown at %v)", user, left, loading.at)
+	}
+	engine := false
+	for _, a := range announced {
+		engine = engine || slices.Contains(loadingStages, a)
+	}
+	if !engine {
+		t.Errorf("%s's loading page announced no stage of the engine's start: saw %q, want one of %q", user, announced, loadingStages)
+	}
+	shown, err := p.shownAt()
+	for err != nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		shown, err = p.shownAt()
+	}
+	if err != nil {
+		t.Fatalf("%s's workspace: %v", user, err)
+	}
+	t.Logf("%s: the loading page announced %q; the workspace's page was shown %s after it",
+		user, announced, shown.Sub(loading.at).Round(time.Millisecond))
 }
 
 // waitWorkspace waits for user's workspace in the tab, at the site's URL,
