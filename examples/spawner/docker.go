@@ -100,7 +100,7 @@ func NewDockerBackend(cfg DockerConfig) (*dockerBackend, error) {
 		cfg.Host = "unix:///var/run/docker.sock"
 	}
 	if cfg.Image == "" {
-		cfg.Image = "codercom/code-server:4.100.3"
+		cfg.Image = defaultImage
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "vscode"

@@ -125,7 +125,7 @@ func NewKubernetesBackend(cfg KubernetesConfig) (*kubeBackend, error) {
 		cfg.Namespace = "workspaces"
 	}
 	if cfg.Image == "" {
-		cfg.Image = "codercom/code-server:4.100.3"
+		cfg.Image = defaultImage
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "vscode"
